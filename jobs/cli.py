@@ -1,0 +1,153 @@
+"""``fishweight`` command line: one subcommand per process of the pipeline.
+
+Every setting of ``jobs.settings.Settings`` is also an option (``--bootstrap-servers``,
+``--window-s``, ...), so explicit options win over environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from jobs.settings import Settings
+
+log = logging.getLogger("fishweight")
+
+
+def configure_logging(level: str = "INFO", log_file: Path | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers = [logging.FileHandler(log_file)]
+    logging.basicConfig(level=level, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python logs every connection at INFO.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def _settings_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("settings (option > environment variable > default)")
+    for f in dataclasses.fields(Settings):
+        kind = f.type if isinstance(f.type, type) else {"int": int, "float": float}.get(f.type, str)
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"setting_{f.name}", type=kind,
+                           default=None, metavar=f.metadata["env"],
+                           help=f.metadata["doc"])
+    parent.add_argument("--log-level", default="INFO")
+    return parent
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    given = {k.removeprefix("setting_"): v for k, v in vars(args).items()
+             if k.startswith("setting_")}
+    return Settings.load(**given)
+
+
+def stop_event_on_signals() -> threading.Event:
+    """An event set by SIGINT/SIGTERM, so loops can finish their current step and exit."""
+    stop = threading.Event()
+
+    def handler(signum, _frame):
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+# Subcommands ---------------------------------------------------------------------
+
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from jobs.broker import EmbeddedBroker, create_topics
+
+    stop = stop_event_on_signals()
+    with EmbeddedBroker(port=args.port) as broker:
+        create_topics(broker.bootstrap_servers, settings.all_topics, settings.topic_partitions)
+        print(f"embedded Kafka broker (Tansu, memory storage) on {broker.bootstrap_servers}",
+              flush=True)
+        print(f"  export FISHWEIGHT_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+        print("Ctrl-C stops it; its data is gone then.", flush=True)
+        stop.wait()
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from jobs.broker import create_topics, wait_until_ready
+    from jobs.scenario import load_scenario
+    from jobs.simulate import simulate
+
+    if not settings.bootstrap_servers:
+        print("simulate needs Kafka: pass --bootstrap-servers or set "
+              "FISHWEIGHT_BOOTSTRAP_SERVERS (e.g. from `fishweight broker`)", file=sys.stderr)
+        return 2
+    scenario = load_scenario(args.scenario)
+    wait_until_ready(settings.bootstrap_servers)
+    create_topics(settings.bootstrap_servers, [settings.topic_measurement, settings.topic_weight],
+                  settings.topic_partitions)
+    stop = stop_event_on_signals()
+    result = simulate(settings, settings.bootstrap_servers, scenario, speed=args.speed,
+                      start_ms=args.start_ms, stop=stop)
+    print(f"sent {result.measurements} measurements and {result.weights} weights"
+          + (" (stopped early)" if result.stopped_early else ""))
+    return 0
+
+
+def cmd_fetch_jars(args: argparse.Namespace, settings: Settings) -> int:
+    from jobs import jars
+
+    for path in jars.fetch(settings.resolved_jar_dir):
+        print(f"{path}  sha256 ok")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    print("fishweight demo is not built yet: it needs the prediction job (issue 3), the "
+          "trainer (issue 4) and the demo runner (issue 5). Available now: "
+          "`fishweight broker`, `fishweight simulate`.", file=sys.stderr)
+    return 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parent = _settings_parent()
+    parser = argparse.ArgumentParser(prog="fishweight", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", parents=[parent], help="run an embedded Kafka broker")
+    p.add_argument("--port", type=int, default=9092, help="loopback port (0 = any free)")
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("simulate", parents=[parent], help="produce the factory's fish")
+    p.add_argument("--scenario", type=Path, default=None, help="scenario TOML file")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="simulated seconds per wall second (0 = as fast as possible)")
+    p.add_argument("--start-ms", type=int, default=None,
+                   help="event time of the first measurement, epoch ms (default: now)")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("fetch-jars", parents=[parent], help="cache the Kafka connector jars")
+    p.set_defaults(func=cmd_fetch_jars)
+
+    p = sub.add_parser("demo", parents=[parent], help="run the whole loop (not built yet)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        settings = settings_from(args)
+    except (ValueError, TypeError) as exc:
+        print(f"fishweight: {exc}", file=sys.stderr)
+        return 2
+    return args.func(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""One frozen settings object for every fishweight process.
+
+Resolution order for each field: explicit argument > environment variable > default.
+The environment variable names live here and only here (see ``ENV``); the README
+table is generated from the same data (``python -m jobs.settings --markdown``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_state_dir() -> str:
+    return str(PROJECT_ROOT / "var")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the pipeline, shared by the jobs, the trainer and the tools."""
+
+    bootstrap_servers: str = field(
+        default="",
+        metadata={"env": "FISHWEIGHT_BOOTSTRAP_SERVERS",
+                  "doc": "Kafka bootstrap servers; empty = start the embedded broker"},
+    )
+    topic_measurement: str = field(
+        default="machine-measurement",
+        metadata={"env": "FISHWEIGHT_TOPIC_MEASUREMENT", "doc": "Measurements (input)"},
+    )
+    topic_weight: str = field(
+        default="machine-weight",
+        metadata={"env": "FISHWEIGHT_TOPIC_WEIGHT", "doc": "Actual weights (input)"},
+    )
+    topic_prediction: str = field(
+        default="weight-prediction",
+        metadata={"env": "FISHWEIGHT_TOPIC_PREDICTION", "doc": "Predictions (output)"},
+    )
+    topic_diff: str = field(
+        default="weight-diff",
+        metadata={"env": "FISHWEIGHT_TOPIC_DIFF", "doc": "Prediction joined with actual weight"},
+    )
+    topic_retrain: str = field(
+        default="weight-retrain",
+        metadata={"env": "FISHWEIGHT_TOPIC_RETRAIN", "doc": "Retrain events (side sink)"},
+    )
+    topic_dead_letter: str = field(
+        default="fishweight-dead-letter",
+        metadata={"env": "FISHWEIGHT_TOPIC_DEAD_LETTER",
+                  "doc": "Rejected input records with the reason"},
+    )
+    topic_partitions: int = field(
+        default=3,
+        metadata={"env": "FISHWEIGHT_TOPIC_PARTITIONS", "doc": "Partitions for created topics"},
+    )
+    model_dir: str = field(
+        default="",
+        metadata={"env": "FISHWEIGHT_MODEL_DIR",
+                  "doc": "Shared model registry directory (default `<state_dir>/models`)"},
+    )
+    store_uri: str = field(
+        default="",
+        metadata={"env": "FISHWEIGHT_STORE_URI",
+                  "doc": "Training store: `mongodb://...` or `sqlite:///path` "
+                         "(default `sqlite:///<state_dir>/training.sqlite`)"},
+    )
+    state_dir: str = field(
+        default_factory=_default_state_dir,
+        metadata={"env": "FISHWEIGHT_STATE_DIR",
+                  "doc": "Local state: models, training store, logs, reports"},
+    )
+    join_bound_s: float = field(
+        default=60.0,
+        metadata={"env": "FISHWEIGHT_JOIN_BOUND_S",
+                  "doc": "Interval join: weight within this many seconds after measurement"},
+    )
+    window_s: float = field(
+        default=60.0,
+        metadata={"env": "FISHWEIGHT_WINDOW_S", "doc": "Tumbling error window size in seconds"},
+    )
+    watermark_delay_s: float = field(
+        default=2.0,
+        metadata={"env": "FISHWEIGHT_WATERMARK_DELAY_S",
+                  "doc": "Allowed out-of-orderness of event time, seconds"},
+    )
+    idle_timeout_s: float = field(
+        default=5.0,
+        metadata={"env": "FISHWEIGHT_IDLE_TIMEOUT_S",
+                  "doc": "A source partition without data is idle after this many seconds"},
+    )
+    error_threshold: float = field(
+        default=0.15,
+        metadata={"env": "FISHWEIGHT_ERROR_THRESHOLD",
+                  "doc": "Retrain when a window's AVG(Error) exceeds this"},
+    )
+    retrain_samples: int = field(
+        default=50,
+        metadata={"env": "FISHWEIGHT_RETRAIN_SAMPLES",
+                  "doc": "Train on this many most recent joined records"},
+    )
+    model_poll_s: float = field(
+        default=1.0,
+        metadata={"env": "FISHWEIGHT_MODEL_POLL_S",
+                  "doc": "The UDF checks for a new model version at most this often"},
+    )
+    parallelism: int = field(
+        default=1,
+        metadata={"env": "FISHWEIGHT_PARALLELISM", "doc": "Flink default parallelism"},
+    )
+    checkpoint_interval_s: float = field(
+        default=10.0,
+        metadata={"env": "FISHWEIGHT_CHECKPOINT_INTERVAL_S",
+                  "doc": "Flink checkpoint interval (0 = off)"},
+    )
+    bundle_size: int = field(
+        default=1000,
+        metadata={"env": "FISHWEIGHT_BUNDLE_SIZE",
+                  "doc": "Python UDF bundle size (records per round trip)"},
+    )
+    bundle_time_ms: int = field(
+        default=100,
+        metadata={"env": "FISHWEIGHT_BUNDLE_TIME_MS",
+                  "doc": "Python UDF bundle time bound (latency cap), milliseconds"},
+    )
+    arrow_batch_size: int = field(
+        default=1000,
+        metadata={"env": "FISHWEIGHT_ARROW_BATCH_SIZE",
+                  "doc": "Rows per Arrow batch for pandas UDFs (<= bundle size)"},
+    )
+    web_ui_port: int = field(
+        default=8081,
+        metadata={"env": "FISHWEIGHT_WEB_UI_PORT",
+                  "doc": "Flink web UI / REST port for local runs (0 = off)"},
+    )
+    jar_dir: str = field(
+        default="",
+        metadata={"env": "FISHWEIGHT_JAR_DIR",
+                  "doc": "Kafka connector jar cache (default `~/.cache/fishweight/jars`)"},
+    )
+    consumer_group: str = field(
+        default="fishweight",
+        metadata={"env": "FISHWEIGHT_CONSUMER_GROUP",
+                  "doc": "Prefix of the consumer group ids (Flink source, trainer)"},
+    )
+
+    @classmethod
+    def load(cls, **overrides: object) -> Settings:
+        """Build settings: explicit keyword arguments > environment > defaults.
+
+        ``None`` values in ``overrides`` count as "not given", so CLI options can be
+        passed through unconditionally.
+        """
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            explicit = overrides.pop(f.name, None)
+            if explicit is not None:
+                values[f.name] = _coerce(f, explicit)
+                continue
+            raw = os.environ.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f, raw)
+        if overrides:
+            raise TypeError(f"unknown settings: {', '.join(sorted(overrides))}")
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("join_bound_s", "window_s", "model_poll_s", "idle_timeout_s"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0")
+        if self.watermark_delay_s < 0:
+            problems.append("watermark_delay_s must be >= 0")
+        if not 0 < self.error_threshold:
+            problems.append("error_threshold must be > 0")
+        if self.retrain_samples < 4:
+            problems.append("retrain_samples must be >= 4")
+        if self.parallelism < 1 or self.topic_partitions < 1:
+            problems.append("parallelism and topic_partitions must be >= 1")
+        if self.arrow_batch_size > self.bundle_size:
+            problems.append("arrow_batch_size must be <= bundle_size")
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+
+    # Derived values -------------------------------------------------------------
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return Path(self.model_dir) if self.model_dir else Path(self.state_dir) / "models"
+
+    @property
+    def resolved_store_uri(self) -> str:
+        if self.store_uri:
+            return self.store_uri
+        return f"sqlite:///{Path(self.state_dir).resolve() / 'training.sqlite'}"
+
+    @property
+    def resolved_jar_dir(self) -> Path:
+        if self.jar_dir:
+            return Path(self.jar_dir)
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        return cache / "fishweight" / "jars"
+
+    @property
+    def all_topics(self) -> list[str]:
+        return [self.topic_measurement, self.topic_weight, self.topic_prediction,
+                self.topic_diff, self.topic_retrain, self.topic_dead_letter]
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(f: dataclasses.Field, raw: object) -> object:
+    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}[f.type]
+    try:
+        return kind(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"setting {f.name} ({f.metadata['env']}): cannot read {raw!r} as {kind.__name__}"
+        ) from exc
+
+
+def markdown_table() -> str:
+    """The settings table for the README, generated from the dataclass."""
+    rows = ["| Setting | Environment variable | Default | Meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        default = f.default if f.default is not dataclasses.MISSING else "`./var`"
+        shown = f"`{default}`" if default not in ("", "`./var`") else (default or "(empty)")
+        rows.append(f"| `{f.name}` | `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

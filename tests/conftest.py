@@ -1,0 +1,70 @@
+"""Shared fixtures: one real embedded Kafka broker per test session, fresh topics per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+
+import pytest
+
+from jobs.broker import EmbeddedBroker, create_topics
+from jobs.settings import Settings
+
+_broker_pids: list[int] = []
+
+
+@pytest.fixture(scope="session")
+def kafka():
+    """Bootstrap servers of an embedded Tansu broker (or FISHWEIGHT_TEST_BOOTSTRAP_SERVERS)."""
+    external = os.environ.get("FISHWEIGHT_TEST_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    with EmbeddedBroker() as broker:
+        _broker_pids.append(broker.pid)
+        yield broker.bootstrap_servers
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def settings(kafka, tmp_path) -> Settings:
+    """Settings with topics unique to the test, created with 3 partitions."""
+    suffix = f"{next(_counter)}-{uuid.uuid4().hex[:6]}"
+    s = Settings.load(
+        bootstrap_servers=kafka,
+        topic_measurement=f"machine-measurement-{suffix}",
+        topic_weight=f"machine-weight-{suffix}",
+        topic_prediction=f"weight-prediction-{suffix}",
+        topic_diff=f"weight-diff-{suffix}",
+        topic_retrain=f"weight-retrain-{suffix}",
+        topic_dead_letter=f"dead-letter-{suffix}",
+        consumer_group=f"fishweight-test-{suffix}",
+        state_dir=str(tmp_path / "state"),
+        web_ui_port=0,
+    )
+    create_topics(kafka, s.all_topics, s.topic_partitions)
+    return s
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run if a broker started by the tests outlived them."""
+    stray = [pid for pid in _broker_pids if _alive(pid)]
+    if stray:
+        session.exitstatus = 1
+        print(f"\nERROR: embedded broker process(es) still running after tests: {stray}")

@@ -1,0 +1,37 @@
+"""Test helpers: produce JSON records and describe where they end, for bounded Flink reads."""
+
+from __future__ import annotations
+
+import json
+
+from kafka import KafkaProducer
+
+
+def produce(bootstrap_servers: str, topic: str, records: list, key=None,
+            timestamp=None) -> dict[int, int]:
+    """Send records (dicts are JSON-encoded, bytes sent as they are); return end offsets.
+
+    Returns {partition: offset after the last record}, which a bounded Flink source
+    uses as `scan.bounded.specific-offsets` (Tansu's "latest" offsets are unreliable).
+    """
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    try:
+        futures = []
+        for record in records:
+            value = record if isinstance(record, bytes) else json.dumps(record).encode()
+            k = key(record) if key else None
+            ts = timestamp(record) if timestamp else None
+            futures.append(producer.send(topic, key=None if k is None else str(k).encode(),
+                                         value=value, timestamp_ms=ts))
+        producer.flush()
+        ends: dict[int, int] = {}
+        for future in futures:
+            meta = future.get(timeout=30)
+            ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+        return ends
+    finally:
+        producer.close()
+
+
+def bounded_offsets(ends: dict[int, int], partitions: int = 3) -> str:
+    return ";".join(f"partition:{p},offset:{ends.get(p, 0)}" for p in range(partitions))

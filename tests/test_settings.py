@@ -1,0 +1,57 @@
+import pytest
+
+from jobs.settings import Settings, markdown_table
+
+
+def test_defaults_match_the_reference():
+    s = Settings.load()
+    assert s.topic_measurement == "machine-measurement"
+    assert s.topic_weight == "machine-weight"
+    assert s.topic_prediction == "weight-prediction"
+    assert s.topic_diff == "weight-diff"
+    assert s.topic_retrain == "weight-retrain"
+    assert (s.join_bound_s, s.window_s, s.error_threshold, s.retrain_samples) == (60, 60, 0.15, 50)
+
+
+def test_explicit_beats_environment_beats_default(monkeypatch):
+    monkeypatch.setenv("FISHWEIGHT_WINDOW_S", "30")
+    monkeypatch.setenv("FISHWEIGHT_PARALLELISM", "2")
+    s = Settings.load(window_s=10)
+    assert s.window_s == 10.0  # explicit
+    assert s.parallelism == 2  # environment, converted to int
+    assert s.error_threshold == 0.15  # default
+
+
+def test_none_means_not_given(monkeypatch):
+    monkeypatch.setenv("FISHWEIGHT_ERROR_THRESHOLD", "0.2")
+    assert Settings.load(error_threshold=None).error_threshold == 0.2
+
+
+def test_settings_are_frozen():
+    s = Settings.load()
+    with pytest.raises(AttributeError):
+        s.window_s = 5  # type: ignore[misc]
+
+
+def test_bad_values_give_clear_errors(monkeypatch):
+    monkeypatch.setenv("FISHWEIGHT_WINDOW_S", "one minute")
+    with pytest.raises(ValueError, match="FISHWEIGHT_WINDOW_S"):
+        Settings.load()
+    monkeypatch.delenv("FISHWEIGHT_WINDOW_S")
+    with pytest.raises(ValueError, match="window_s must be > 0"):
+        Settings.load(window_s=0)
+    with pytest.raises(TypeError, match="unknown settings: windw_s"):
+        Settings.load(windw_s=1)
+
+
+def test_derived_paths_follow_state_dir(tmp_path):
+    s = Settings.load(state_dir=str(tmp_path))
+    assert s.resolved_model_dir == tmp_path / "models"
+    assert s.resolved_store_uri == f"sqlite:///{tmp_path.resolve() / 'training.sqlite'}"
+
+
+def test_readme_table_lists_every_setting():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert markdown_table() in readme, "regenerate with: python -m jobs.settings"
