@@ -10,13 +10,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pyflink.table import EnvironmentSettings, TableEnvironment
+from pyflink.common import Configuration
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.table import StreamTableEnvironment
 
 from jobs import jars
 from jobs.settings import Settings
 
 
-def flink_config(settings: Settings, *, local: bool, streaming: bool = True) -> dict[str, str]:
+def flink_config(settings: Settings, *, local: bool) -> dict[str, str]:
     """Key/value configuration, kept separate so it can be inspected and tested."""
     jar_paths = jars.connector_jars(settings.resolved_jar_dir)
     jar_urls = ";".join(p.resolve().as_uri() for p in jar_paths)
@@ -33,8 +35,12 @@ def flink_config(settings: Settings, *, local: bool, streaming: bool = True) -> 
         # An empty partition must not hold back the watermark (NOTES.md).
         "table.exec.source.idle-timeout": f"{int(settings.idle_timeout_s * 1000)} ms",
         "table.local-time-zone": "UTC",
+        # Bounded restarts: a broken job must fail visibly, not restart forever.
+        "restart-strategy.type": "fixed-delay",
+        "restart-strategy.fixed-delay.attempts": str(settings.restart_attempts),
+        "restart-strategy.fixed-delay.delay": "2 s",
     }
-    if streaming and settings.checkpoint_interval_s > 0:
+    if settings.checkpoint_interval_s > 0:
         interval_ms = int(settings.checkpoint_interval_s * 1000)
         conf["execution.checkpointing.interval"] = f"{interval_ms} ms"
     if local:
@@ -47,16 +53,26 @@ def flink_config(settings: Settings, *, local: bool, streaming: bool = True) -> 
     return conf
 
 
-def create_table_env(settings: Settings, *, local: bool = True,
-                     streaming: bool = True) -> TableEnvironment:
-    """A TableEnvironment with connector jars, Python workers and pipeline tuning applied."""
-    builder = EnvironmentSettings.new_instance()
-    builder = builder.in_streaming_mode() if streaming else builder.in_batch_mode()
-    t_env = TableEnvironment.create(builder.build())
-    config = t_env.get_config()
-    for key, value in flink_config(settings, local=local, streaming=streaming).items():
-        config.set(key, value)
-    return t_env
+def create_stream_env(settings: Settings, *, local: bool = True
+                      ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+    """A DataStream + Table environment pair with jars, Python workers and tuning applied.
+
+    Under ``flink run`` the execution environment is the cluster's; the same
+    configuration is layered on top of it.
+    """
+    conf = Configuration()
+    for key, value in flink_config(settings, local=local).items():
+        conf.set_string(key, value)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    t_env = StreamTableEnvironment.create(env)
+    for key, value in flink_config(settings, local=local).items():
+        t_env.get_config().set(key, value)
+    return env, t_env
+
+
+def create_table_env(settings: Settings, *, local: bool = True) -> StreamTableEnvironment:
+    """Only the table side of ``create_stream_env``."""
+    return create_stream_env(settings, local=local)[1]
 
 
 def project_root() -> Path:

@@ -87,6 +87,12 @@ class Settings:
         metadata={"env": "FISHWEIGHT_WATERMARK_DELAY_S",
                   "doc": "Allowed out-of-orderness of event time, seconds"},
     )
+    max_clock_skew_s: float = field(
+        default=3600.0,
+        metadata={"env": "FISHWEIGHT_MAX_CLOCK_SKEW_S",
+                  "doc": "Reject a record whose Timestamp is further than this from its "
+                         "Kafka record time (keeps one bad clock from moving the watermark)"},
+    )
     idle_timeout_s: float = field(
         default=5.0,
         metadata={"env": "FISHWEIGHT_IDLE_TIMEOUT_S",
@@ -115,6 +121,16 @@ class Settings:
         default=10.0,
         metadata={"env": "FISHWEIGHT_CHECKPOINT_INTERVAL_S",
                   "doc": "Flink checkpoint interval (0 = off)"},
+    )
+    delivery_guarantee: str = field(
+        default="at-least-once",
+        metadata={"env": "FISHWEIGHT_DELIVERY_GUARANTEE",
+                  "doc": "Kafka sinks: `at-least-once` or `exactly-once` (needs Apache Kafka)"},
+    )
+    restart_attempts: int = field(
+        default=3,
+        metadata={"env": "FISHWEIGHT_RESTART_ATTEMPTS",
+                  "doc": "Flink restarts a failed job this often (2 s apart), then fails"},
     )
     bundle_size: int = field(
         default=1000,
@@ -180,6 +196,10 @@ class Settings:
             problems.append("retrain_samples must be >= 4")
         if self.parallelism < 1 or self.topic_partitions < 1:
             problems.append("parallelism and topic_partitions must be >= 1")
+        if self.delivery_guarantee not in ("at-least-once", "exactly-once", "none"):
+            problems.append("delivery_guarantee must be at-least-once, exactly-once or none")
+        if self.max_clock_skew_s <= 0:
+            problems.append("max_clock_skew_s must be > 0")
         if self.arrow_batch_size > self.bundle_size:
             problems.append("arrow_batch_size must be <= bundle_size")
         if problems:

@@ -1,0 +1,213 @@
+"""The model directory format, shared by the trainer (writer) and the UDF (reader).
+
+Layout of a model directory::
+
+    versions/000001.joblib   the fitted estimator (joblib)
+    versions/000001.json     its manifest: version, trained_at, sha256, features, ...
+    CURRENT                  {"version": 1}: the version being served
+
+Publishing is crash-safe: artifact and manifest are written to temporary files,
+fsynced and renamed into place, and only then is ``CURRENT`` replaced by an atomic
+rename. A reader therefore sees either the old or the new version, never half of
+one. Every load verifies the artifact's SHA-256 against its manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+log = logging.getLogger(__name__)
+
+POINTER = "CURRENT"
+VERSIONS = "versions"
+FORMAT_VERSION = 1
+
+
+class ModelError(RuntimeError):
+    """A model version is missing, unreadable or fails verification."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: int
+    manifest: dict[str, Any]
+    estimator: Any
+
+    @property
+    def trained_at(self) -> str:
+        return self.manifest["trained_at"]
+
+    @property
+    def species(self) -> frozenset[str]:
+        return frozenset(self.manifest.get("species", []))
+
+
+def utc_now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same directory, fsync, rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+class ModelRegistry:
+    """Versioned models in one directory (local disk or a shared mount)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.versions_dir = self.root / VERSIONS
+
+    # Paths -------------------------------------------------------------------------
+
+    def artifact_path(self, version: int) -> Path:
+        return self.versions_dir / f"{version:06d}.joblib"
+
+    def manifest_path(self, version: int) -> Path:
+        return self.versions_dir / f"{version:06d}.json"
+
+    # Reading -----------------------------------------------------------------------
+
+    def current_version(self) -> int | None:
+        """The served version, or None when nothing was published yet. Cheap: one small read."""
+        try:
+            return int(json.loads((self.root / POINTER).read_text())["version"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{self.root / POINTER} is unreadable: {exc}") from exc
+
+    def versions(self) -> list[int]:
+        if not self.versions_dir.is_dir():
+            return []
+        return sorted(int(p.stem) for p in self.versions_dir.glob("[0-9]*.json"))
+
+    def manifest(self, version: int) -> dict[str, Any]:
+        path = self.manifest_path(version)
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ModelError(f"model version {version} has no manifest at {path}") from exc
+        except ValueError as exc:
+            raise ModelError(f"manifest {path} is not valid JSON: {exc}") from exc
+
+    def load(self, version: int) -> LoadedModel:
+        """Load one version after checking its artifact against the manifest's SHA-256."""
+        manifest = self.manifest(version)
+        path = self.artifact_path(version)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ModelError(f"model version {version}: artifact {path} is missing") from exc
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != manifest.get("sha256"):
+            raise ModelError(
+                f"model version {version}: artifact {path} has SHA-256 {actual}, "
+                f"manifest says {manifest.get('sha256')}; refusing to load it"
+            )
+        try:
+            estimator = joblib.load(path)
+        except Exception as exc:  # a verified file that still fails to unpickle
+            raise ModelError(f"model version {version}: cannot unpickle {path}: {exc}") from exc
+        if not hasattr(estimator, "predict"):
+            raise ModelError(f"model version {version}: {type(estimator)} has no predict()")
+        return LoadedModel(version, manifest, estimator)
+
+    def load_current(self) -> LoadedModel:
+        version = self.current_version()
+        if version is None:
+            raise ModelError(
+                f"no model published in {self.root}; run `fishweight bootstrap-model` first"
+            )
+        return self.load(version)
+
+    # Writing -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def publish(self, estimator: Any, metadata: dict[str, Any] | None = None,
+                *, make_current: bool = True, _crash_before_pointer: bool = False) -> int:
+        """Store a new version and (by default) switch ``CURRENT`` to it. Returns the version."""
+        with self._lock():
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            existing = self.versions()
+            version = (existing[-1] if existing else 0) + 1
+            artifact = self.artifact_path(version)
+            with tempfile.TemporaryDirectory(dir=self.versions_dir, prefix=".stage-") as stage:
+                staged = Path(stage) / artifact.name
+                joblib.dump(estimator, staged)
+                data = staged.read_bytes()
+            _write_atomic(artifact, data)
+            manifest = {
+                "format": FORMAT_VERSION,
+                "version": version,
+                "trained_at": utc_now_iso(),
+                "artifact": artifact.name,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "parent_version": self.current_version(),
+                **(metadata or {}),
+            }
+            _write_atomic(self.manifest_path(version),
+                          json.dumps(manifest, indent=2, sort_keys=True).encode())
+            if _crash_before_pointer:  # test hook: simulate dying between the two steps
+                raise SystemExit("simulated crash before switching CURRENT")
+            if make_current:
+                self._point_to(version)
+            log.info("published model version %d (%s)", version, artifact)
+            return version
+
+    def _point_to(self, version: int) -> None:
+        _write_atomic(self.root / POINTER, json.dumps({"version": version}).encode())
+
+    def rollback(self, version: int | None = None) -> int:
+        """Serve ``version`` (default: the one before the current). It is verified first."""
+        with self._lock():
+            current = self.current_version()
+            if version is None:
+                older = [v for v in self.versions() if current is None or v < current]
+                if not older:
+                    raise ModelError("no earlier version to roll back to")
+                version = older[-1]
+            self.load(version)  # refuses a missing or tampered version
+            self._point_to(version)
+            log.info("rolled back model from version %s to %d", current, version)
+            return version

@@ -1,0 +1,16 @@
+-- The job's statement set: one INSERT per output topic, executed together.
+
+INSERT INTO prediction_sink
+SELECT Species, Fish_Id, Length, Height, `Timestamp`, Prediction
+FROM predictions;
+
+INSERT INTO diff_sink
+SELECT Fish_Id, Species, Length, Height, PredictedWeight, ActualWeight, Error,
+       ModelTime, ModelVersion, `Timestamp`
+FROM diffs;
+
+INSERT INTO retrain_sink
+SELECT * FROM retrain_events;
+
+INSERT INTO dead_letter_sink
+SELECT * FROM dead_letters;
