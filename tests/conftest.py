@@ -29,9 +29,8 @@ def kafka():
 _counter = itertools.count()
 
 
-@pytest.fixture
-def settings(kafka, tmp_path) -> Settings:
-    """Settings with topics unique to the test, created with 3 partitions."""
+def fresh_settings(kafka: str, state_dir, **overrides) -> Settings:
+    """Settings with topics unique to the caller, created with 3 partitions."""
     suffix = f"{next(_counter)}-{uuid.uuid4().hex[:6]}"
     s = Settings.load(
         bootstrap_servers=kafka,
@@ -42,11 +41,17 @@ def settings(kafka, tmp_path) -> Settings:
         topic_retrain=f"weight-retrain-{suffix}",
         topic_dead_letter=f"dead-letter-{suffix}",
         consumer_group=f"fishweight-test-{suffix}",
-        state_dir=str(tmp_path / "state"),
+        state_dir=str(state_dir),
         web_ui_port=0,
+        **overrides,
     )
     create_topics(kafka, s.all_topics, s.topic_partitions)
     return s
+
+
+@pytest.fixture
+def settings(kafka, tmp_path) -> Settings:
+    return fresh_settings(kafka, tmp_path / "state")
 
 
 def _alive(pid: int) -> bool:

@@ -7,8 +7,8 @@ import json
 from kafka import KafkaProducer
 
 
-def produce(bootstrap_servers: str, topic: str, records: list, key=None,
-            timestamp=None) -> dict[int, int]:
+def produce(bootstrap_servers: str, topic: str, records: list, keys: list | None = None,
+            timestamps: list[int] | None = None) -> dict[int, int]:
     """Send records (dicts are JSON-encoded, bytes sent as they are); return end offsets.
 
     Returns {partition: offset after the last record}, which a bounded Flink source
@@ -17,10 +17,10 @@ def produce(bootstrap_servers: str, topic: str, records: list, key=None,
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
     try:
         futures = []
-        for record in records:
+        for i, record in enumerate(records):
             value = record if isinstance(record, bytes) else json.dumps(record).encode()
-            k = key(record) if key else None
-            ts = timestamp(record) if timestamp else None
+            k = keys[i] if keys else None
+            ts = timestamps[i] if timestamps else None
             futures.append(producer.send(topic, key=None if k is None else str(k).encode(),
                                          value=value, timestamp_ms=ts))
         producer.flush()

@@ -14,7 +14,7 @@ def test_kafka_to_python_udf_to_kafka(settings):
     settings = settings.replace(parallelism=2)
     rows = [{"Fish_Id": i, "Length": 80.0 + i / 10} for i in range(1, 201)]
     ends = produce(settings.bootstrap_servers, settings.topic_measurement, rows,
-                   key=lambda r: r["Fish_Id"])
+                   keys=[r["Fish_Id"] for r in rows])
     t_env = create_table_env(settings)
     t_env.execute_sql(f"""
         CREATE TABLE source_rows (Fish_Id BIGINT, Length DOUBLE) WITH (
