@@ -84,8 +84,8 @@ class ModelServer:
             "Weight": weight,
             "ModelTime": pd.Series(np.where(ok, model.trained_at, None), dtype=object),
             "ModelVersion": pd.Series([model.version if o else None for o in ok], dtype=object),
-            "SpeciesKnown": pd.Series([bool(k) if o else None for k, o in zip(known, ok, strict=True)],
-                                      dtype=object),
+            "SpeciesKnown": pd.Series(
+                [bool(k) if o else None for k, o in zip(known, ok, strict=True)], dtype=object),
         })
 
 
