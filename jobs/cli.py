@@ -30,7 +30,7 @@ def configure_logging(level: str = "INFO", log_file: Path | None = None) -> None
     logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
-def _settings_parent() -> argparse.ArgumentParser:
+def settings_parser() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("settings (option > environment variable > default)")
     for f in dataclasses.fields(Settings):
@@ -106,6 +106,44 @@ def cmd_fetch_jars(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
+    from jobs.predict import run_local
+
+    return run_local(settings, stop_event_on_signals())
+
+
+def cmd_bootstrap_model(args: argparse.Namespace, settings: Settings) -> int:
+    from jobs.model_admin import bootstrap_model
+
+    version, scores = bootstrap_model(settings, args.scenario, force=args.force)
+    where = settings.resolved_model_dir
+    if version is None:
+        print(f"a model is already published in {where}; nothing done (--force publishes anew)")
+    else:
+        print(f"published model version {version} in {where}")
+    print(f"training fit on {scores['n']} salmon: R^2 = {scores['r2']:.3f}, "
+          f"MAE = {scores['mae']:.4f} kg, mean relative error = "
+          f"{scores['mean_relative_error']:.4f}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from jobs.model_admin import describe_versions
+    from models.registry import ModelError, ModelRegistry
+
+    if args.action == "list":
+        lines = describe_versions(settings)
+        print("\n".join(lines) if lines else f"no models in {settings.resolved_model_dir}")
+        return 0
+    try:
+        version = ModelRegistry(settings.resolved_model_dir).rollback(args.version)
+    except ModelError as exc:
+        print(f"fishweight models rollback: {exc}", file=sys.stderr)
+        return 2
+    print(f"now serving model version {version}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print("fishweight demo is not built yet: it needs the prediction job (issue 3), the "
           "trainer (issue 4) and the demo runner (issue 5). Available now: "
@@ -114,7 +152,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parent = _settings_parent()
+    parent = settings_parser()
     parser = argparse.ArgumentParser(prog="fishweight", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -132,6 +170,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fetch-jars", parents=[parent], help="cache the Kafka connector jars")
     p.set_defaults(func=cmd_fetch_jars)
+
+    p = sub.add_parser("predict", parents=[parent],
+                       help="run the prediction job in a local MiniCluster with the web UI")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bootstrap-model", parents=[parent],
+                       help="train the initial model (100 simulated salmon) and publish it")
+    p.add_argument("--scenario", type=Path, default=None,
+                   help="scenario TOML whose salmon profile to sample")
+    p.add_argument("--force", action="store_true", help="publish even if a model exists")
+    p.set_defaults(func=cmd_bootstrap_model)
+
+    p = sub.add_parser("models", parents=[parent], help="list or roll back model versions")
+    p.add_argument("action", choices=["list", "rollback"])
+    p.add_argument("version", type=int, nargs="?", default=None,
+                   help="rollback target (default: the version before the current one)")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("demo", parents=[parent], help="run the whole loop (not built yet)")
     p.set_defaults(func=cmd_demo)

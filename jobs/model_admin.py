@@ -1,0 +1,61 @@
+"""Model registry commands: ``bootstrap-model``, ``models list``, ``models rollback``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from jobs.scenario import load_scenario, sample_species
+from jobs.settings import Settings
+from models.registry import ModelRegistry
+from models.training import fit, metrics
+
+BOOTSTRAP_SPECIES = "salmon"
+BOOTSTRAP_SAMPLES = 100
+BOOTSTRAP_SEED = 200
+
+
+def bootstrap_frame(scenario_path=None, species: str = BOOTSTRAP_SPECIES,
+                    n: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    """The reference's initial training set: 100 simulated salmon, seed 200."""
+    profile = load_scenario(scenario_path).species[species]
+    values = sample_species(profile, n, np.random.default_rng(seed))
+    return pd.DataFrame({**values, "Species": [species] * n})
+
+
+def bootstrap_model(settings: Settings, scenario_path=None, force: bool = False
+                    ) -> tuple[int | None, dict]:
+    """Train and publish version 1 unless a model exists. Returns (version, metrics)."""
+    registry = ModelRegistry(settings.resolved_model_dir)
+    frame = bootstrap_frame(scenario_path)
+    estimator = fit(frame)
+    scores = metrics(estimator, frame)
+    if registry.current_version() is not None and not force:
+        return None, scores
+    version = registry.publish(estimator, {
+        "n_samples": len(frame),
+        "species": sorted(set(frame["Species"])),
+        "features": estimator.named_steps["features"].feature_names(),
+        "training_window": {"source": f"bootstrap: {len(frame)} simulated "
+                                      f"{BOOTSTRAP_SPECIES}, seed {BOOTSTRAP_SEED}"},
+        "metrics": {"training": scores},
+        "reason": "bootstrap",
+    })
+    return version, scores
+
+
+def describe_versions(settings: Settings) -> list[str]:
+    registry = ModelRegistry(settings.resolved_model_dir)
+    current = registry.current_version()
+    lines = []
+    for version in registry.versions():
+        m = registry.manifest(version)
+        holdout = m.get("metrics", {}).get("holdout_candidate", {})
+        error = holdout.get("mean_relative_error")
+        lines.append(
+            f"{'*' if version == current else ' '} v{version:<4} trained {m.get('trained_at')}"
+            f"  species={','.join(m.get('species', []))}  n={m.get('n_samples')}"
+            + (f"  holdout_error={error:.4f}" if error is not None else "")
+            + f"  parent={m.get('parent_version')}  {m.get('reason', '')}"
+        )
+    return lines
