@@ -11,6 +11,7 @@ physical stream that every branch shares: each measurement is predicted once.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ from udfs.validation import parse_measurement, parse_weight
 log = logging.getLogger(__name__)
 
 SQL_DIR = PROJECT_ROOT / "sql"
-SOURCES, SINKS, SCORE, JOIN_WINDOW, INSERTS = (
-    "01_sources.sql", "02_sinks.sql", "10_score.sql", "20_join_window.sql", "30_inserts.sql")
+SOURCES, SINKS, SCORE, WEIGHTS, JOIN, WINDOW, INSERTS = (
+    "01_sources.sql", "02_sinks.sql", "10_score.sql", "15_weights.sql", "20_join.sql",
+    "25_window.sql", "30_inserts.sql")
 
 
 def _seconds(value: float) -> str:
@@ -113,23 +115,47 @@ def sql_params(settings: Settings, bounds: Bounds | None = None) -> dict[str, st
     return params
 
 
+def materialize(t_env: StreamTableEnvironment, view: str, name: str) -> None:
+    """Register ``name`` as ``view`` computed once, with its rowtime as ``row_time``.
+
+    The DataStream round trip is a boundary the planner cannot see through, so every
+    statement reading ``name`` shares one physical stream instead of recomputing it.
+    """
+    stream = t_env.to_data_stream(t_env.from_path(view))
+    t_env.create_temporary_view(name, t_env.from_data_stream(
+        stream,
+        Schema.new_builder()
+        .column_by_metadata("row_time", "TIMESTAMP_LTZ(3)", "rowtime")
+        .watermark("row_time", "SOURCE_WATERMARK()")
+        .build(),
+    ))
+
+
 @dataclass
 class Pipeline:
     env: StreamExecutionEnvironment
     t_env: StreamTableEnvironment
     statements: StatementSet
+    _attached: bool = False
 
-    def explain(self) -> str:
-        return self.statements.explain()
+    def _attach(self) -> None:
+        if not self._attached:
+            self.statements.attach_as_datastream()
+            self._attached = True
+
+    def stream_graph(self) -> list[dict]:
+        """The job's operators (id, type, contents), as the web UI will show them."""
+        self._attach()
+        return json.loads(self.env.get_execution_plan())["nodes"]
 
     def execute(self, name: str = "fishweight-predict"):
         """Run until the sources end (bounded) or forever (streaming); blocking."""
-        self.statements.attach_as_datastream()
+        self._attach()
         return self.env.execute(name)
 
     def execute_async(self, name: str = "fishweight-predict"):
         """Submit and return the JobClient (cancel it to stop a streaming run)."""
-        self.statements.attach_as_datastream()
+        self._attach()
         return self.env.execute_async(name)
 
 
@@ -148,18 +174,17 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None,
     for statement in render(SOURCES, params) + render(SINKS, params) + render(SCORE, params):
         t_env.execute_sql(statement)
 
-    # The materialization barrier: predicted once, shared by every branch.
-    scored = t_env.to_data_stream(t_env.from_path("measurement_scored"))
-    once = t_env.from_data_stream(
-        scored,
-        Schema.new_builder()
-        .column_by_metadata("row_time", "TIMESTAMP_LTZ(3)", "rowtime")
-        .watermark("row_time", "SOURCE_WATERMARK()")
-        .build(),
-    )
-    t_env.create_temporary_view("measurement_scored_once", once)
-
-    for statement in render(JOIN_WINDOW, params):
+    # Predicted once, shared by every branch.
+    materialize(t_env, "measurement_scored", "measurement_scored_once")
+    for statement in render(WEIGHTS, params):
+        t_env.execute_sql(statement)
+    # Parsed once: the join and the dead-letter sink read one weight stream.
+    materialize(t_env, "weight_validated", "weight_validated_once")
+    for statement in render(JOIN, params):
+        t_env.execute_sql(statement)
+    # Joined once: the diff sink and the window read the same join output and state.
+    materialize(t_env, "diffs", "diffs_once")
+    for statement in render(WINDOW, params):
         t_env.execute_sql(statement)
     statements = t_env.create_statement_set()
     for insert in render(INSERTS, params):
@@ -168,4 +193,4 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None,
 
 
 def sql_files() -> list[Path]:
-    return [SQL_DIR / name for name in (SOURCES, SINKS, SCORE, JOIN_WINDOW, INSERTS)]
+    return [SQL_DIR / name for name in (SOURCES, SINKS, SCORE, WEIGHTS, JOIN, WINDOW, INSERTS)]

@@ -57,7 +57,7 @@ def run_local(settings: Settings, stop: threading.Event) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``flink run -py jobs/predict.py [settings options]``: submit to the cluster."""
-    from jobs.cli import settings_parser, configure_logging, settings_from
+    from jobs.cli import configure_logging, settings_from, settings_parser
 
     parser = argparse.ArgumentParser(prog="jobs/predict.py", parents=[settings_parser()],
                                      description=__doc__.splitlines()[0])

@@ -7,7 +7,7 @@ FROM predictions;
 INSERT INTO diff_sink
 SELECT Fish_Id, Species, Length, Height, PredictedWeight, ActualWeight, Error,
        ModelTime, ModelVersion, `Timestamp`
-FROM diffs;
+FROM diffs_once;
 
 INSERT INTO retrain_sink
 SELECT * FROM retrain_events;

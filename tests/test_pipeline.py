@@ -181,3 +181,20 @@ def test_every_input_record_is_accounted_for(run):
     assert len(out.predictions) + dead_m == len(plan.measurements)
     late_weights = 1  # fish 90: valid, but after the join bound
     assert len(out.diffs) + late_weights + dead_w == len(plan.weights)
+
+
+def test_plan_reads_predicts_and_joins_once(settings):
+    """The planner must not copy a source, the prediction UDF or the join into branches."""
+    from jobs.pipeline import build_pipeline
+
+    publish_salmon_model(settings)
+    contents = [node["contents"] for node in build_pipeline(settings).stream_graph()]
+
+    def count(text):
+        return sum(text in c for c in contents)
+
+    assert count("predict_weight(") == 1
+    assert count("parse_measurement(") == 1 and count("parse_weight(") == 1
+    assert count("IntervalJoin(") == 1
+    assert count("table=[[default_catalog, default_database, measurement_raw") == 1
+    assert count("table=[[default_catalog, default_database, weight_raw") == 1
