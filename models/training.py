@@ -42,3 +42,20 @@ def metrics(estimator, frame: pd.DataFrame) -> dict[str, float]:
         "mae": float(mean_absolute_error(actual, predicted)),
         "r2": float(r2_score(actual, predicted)) if len(frame) > 1 else float("nan"),
     }
+
+
+def holdout_split(frame: pd.DataFrame, every: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every ``every``-th record (in the given order) is held out; the rest trains.
+
+    Deterministic, and in time order it samples each phase of the stream evenly.
+    """
+    mask = (np.arange(len(frame)) % every) == every - 1
+    return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
+
+
+def compare_on_holdout(candidate, current, holdout: pd.DataFrame) -> dict:
+    """Mean relative error of both models on the same held-out records."""
+    return {
+        "candidate": metrics(candidate, holdout),
+        "current": metrics(current, holdout),
+    }

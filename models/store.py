@@ -1,0 +1,169 @@
+"""The training store: joined records (weight-diff) kept for retraining.
+
+Two backends behind one small interface, chosen by URI:
+
+* ``mongodb://...`` (or ``mongodb+srv://``): MongoDB via pymongo, database ``Weight``,
+  collection ``TrainingData`` as in the reference tutorial; credentials come only
+  from the URI (or the environment variable that holds it).
+* ``sqlite:///relative/path`` or ``sqlite:////absolute/path``: an embedded file that
+  needs no server (the default).
+
+Appends are idempotent upserts keyed by (Fish_Id, Timestamp), so a record delivered
+twice (at-least-once Kafka) is stored once. ``latest(n)`` returns the newest records
+by ``Timestamp``, newest first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+KEY_FIELDS = ("Fish_Id", "Timestamp")
+
+
+class StoreError(RuntimeError):
+    """The training store cannot be opened or written."""
+
+
+class TrainingStore(Protocol):
+    def append(self, records: Iterable[dict[str, Any]]) -> int:
+        """Upsert records; returns how many were given."""
+
+    def latest(self, n: int) -> list[dict[str, Any]]:
+        """The ``n`` newest records by Timestamp, newest first."""
+
+    def count(self) -> int:
+        """How many distinct records are stored."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def _key(record: dict[str, Any]) -> tuple[int, int]:
+    try:
+        return int(record["Fish_Id"]), int(record["Timestamp"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"training record needs integer Fish_Id and Timestamp: {record}") from exc
+
+
+class SqliteStore:
+    """Embedded default: one SQLite file, JSON records, primary key (Fish_Id, Timestamp)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS training_data ("
+            " fish_id INTEGER NOT NULL, timestamp INTEGER NOT NULL, record TEXT NOT NULL,"
+            " PRIMARY KEY (fish_id, timestamp))")
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS training_data_by_time ON training_data (timestamp)")
+        self._db.commit()
+
+    def append(self, records: Iterable[dict[str, Any]]) -> int:
+        rows = [(*_key(r), json.dumps(r, sort_keys=True)) for r in records]
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO training_data (fish_id, timestamp, record) VALUES (?, ?, ?) "
+                "ON CONFLICT (fish_id, timestamp) DO UPDATE SET record = excluded.record", rows)
+        return len(rows)
+
+    def latest(self, n: int) -> list[dict[str, Any]]:
+        cursor = self._db.execute(
+            "SELECT record FROM training_data ORDER BY timestamp DESC, fish_id DESC LIMIT ?",
+            (n,))
+        return [json.loads(row[0]) for row in cursor]
+
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM training_data").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class MongoStore:
+    """MongoDB backend (pymongo): ``Weight.TrainingData``, upserts, index on Timestamp."""
+
+    DATABASE = "Weight"
+    COLLECTION = "TrainingData"
+
+    def __init__(self, uri: str, client: Any = None, retries: int = 3,
+                 timeout_ms: int = 5000) -> None:
+        import pymongo
+
+        self._pymongo = pymongo
+        self.retries = retries
+        self._client = client or pymongo.MongoClient(
+            uri, serverSelectionTimeoutMS=timeout_ms, appname="fishweight-trainer")
+        try:
+            self._client.admin.command("ping")
+        except pymongo.errors.PyMongoError as exc:
+            raise StoreError(f"cannot reach MongoDB ({_redact(uri)}): {exc}") from exc
+        self._collection = self._client[self.DATABASE][self.COLLECTION]
+        self._collection.create_index([("Timestamp", pymongo.DESCENDING)])
+        self._collection.create_index([("Fish_Id", 1), ("Timestamp", 1)], unique=True)
+
+    def _with_retries(self, action):
+        errors = (self._pymongo.errors.AutoReconnect, self._pymongo.errors.NetworkTimeout)
+        for attempt in range(1, self.retries + 1):
+            try:
+                return action()
+            except errors as exc:
+                if attempt == self.retries:
+                    raise StoreError(f"MongoDB failed {attempt} times: {exc}") from exc
+                log.warning("MongoDB error (attempt %d/%d): %s", attempt, self.retries, exc)
+                time.sleep(0.5 * 2 ** (attempt - 1))
+        return None  # unreachable
+
+    def append(self, records: Iterable[dict[str, Any]]) -> int:
+        UpdateOne = self._pymongo.UpdateOne  # noqa: N806 (pymongo's name)
+        ops = []
+        for record in records:
+            fish_id, timestamp = _key(record)
+            ops.append(UpdateOne({"Fish_Id": fish_id, "Timestamp": timestamp},
+                                 {"$set": dict(record)}, upsert=True))
+        if ops:
+            self._with_retries(lambda: self._collection.bulk_write(ops, ordered=False))
+        return len(ops)
+
+    def latest(self, n: int) -> list[dict[str, Any]]:
+        def query():
+            cursor = self._collection.find({}, {"_id": False}).sort(
+                [("Timestamp", -1), ("Fish_Id", -1)]).limit(n)
+            return list(cursor)
+        return self._with_retries(query)
+
+    def count(self) -> int:
+        return self._with_retries(lambda: self._collection.count_documents({}))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _redact(uri: str) -> str:
+    """Hide the password in a MongoDB URI for messages and logs."""
+    if "@" not in uri or "://" not in uri:
+        return uri
+    scheme, rest = uri.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def open_store(uri: str) -> TrainingStore:
+    """Open the store a URI names: ``mongodb://``, ``mongodb+srv://`` or ``sqlite:///``."""
+    if uri.startswith(("mongodb://", "mongodb+srv://")):
+        return MongoStore(uri)
+    if uri.startswith("sqlite:///"):
+        # SQLAlchemy's convention: sqlite:///relative/path, sqlite:////absolute/path
+        return SqliteStore(uri.removeprefix("sqlite:///"))
+    raise StoreError(f"unsupported store URI {_redact(uri)!r}: use mongodb://... or sqlite:///path")
