@@ -144,6 +144,26 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from jobs.broker import wait_until_ready
+    from jobs.train import TrainerService
+    from models.registry import ModelError, ModelRegistry
+
+    if not settings.bootstrap_servers:
+        print("train needs Kafka: pass --bootstrap-servers or set "
+              "FISHWEIGHT_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 2
+    try:
+        ModelRegistry(settings.resolved_model_dir).load_current()
+    except ModelError as exc:
+        print(f"fishweight train: {exc}", file=sys.stderr)
+        return 2
+    wait_until_ready(settings.bootstrap_servers)
+    stats = TrainerService(settings).run(stop_event_on_signals())
+    print(f"trainer stopped: {stats}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print("fishweight demo is not built yet: it needs the prediction job (issue 3), the "
           "trainer (issue 4) and the demo runner (issue 5). Available now: "
@@ -187,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("version", type=int, nargs="?", default=None,
                    help="rollback target (default: the version before the current one)")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", parents=[parent],
+                       help="run the trainer: store joined records, retrain on trigger events")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", parents=[parent], help="run the whole loop (not built yet)")
     p.set_defaults(func=cmd_demo)
