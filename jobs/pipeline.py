@@ -102,6 +102,7 @@ def sql_params(settings: Settings, bounds: Bounds | None = None) -> dict[str, st
         "topic_prediction": settings.topic_prediction,
         "topic_diff": settings.topic_diff,
         "topic_retrain": settings.topic_retrain,
+        "topic_windows": settings.topic_windows,
         "topic_dead_letter": settings.topic_dead_letter,
         "watermark_delay": _seconds(settings.watermark_delay_s),
         "max_skew_s": str(int(settings.max_clock_skew_s)),

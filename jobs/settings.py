@@ -44,6 +44,11 @@ class Settings:
         default="weight-diff",
         metadata={"env": "FISHWEIGHT_TOPIC_DIFF", "doc": "Prediction joined with actual weight"},
     )
+    topic_windows: str = field(
+        default="weight-windows",
+        metadata={"env": "FISHWEIGHT_TOPIC_WINDOWS",
+                  "doc": "Every closed error window (monitoring; retrain events are a subset)"},
+    )
     topic_retrain: str = field(
         default="weight-retrain",
         metadata={"env": "FISHWEIGHT_TOPIC_RETRAIN", "doc": "Retrain events (side sink)"},
@@ -227,7 +232,7 @@ class Settings:
     @property
     def all_topics(self) -> list[str]:
         return [self.topic_measurement, self.topic_weight, self.topic_prediction,
-                self.topic_diff, self.topic_retrain, self.topic_dead_letter]
+                self.topic_diff, self.topic_windows, self.topic_retrain, self.topic_dead_letter]
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)

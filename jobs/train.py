@@ -2,10 +2,11 @@
 
 Consumes ``weight-diff`` (every joined record goes into the training store) and
 ``weight-retrain`` (the window trigger). Per retrain event it loads the newest
-``retrain_samples`` records, fits a candidate on 4/5 of them and promotes it only if
-it beats the current model on the held-out 1/5. A window that was (even partly)
-scored by a version older than the current one is skipped: that model has not had
-its chance yet, so one drift causes one retrain, not a storm.
+``retrain_samples`` records up to the end of the triggering window, fits a candidate
+on 4/5 of them and promotes it only if it beats the current model on the held-out
+1/5. A window that was (even partly) scored by a version older than the current one
+is skipped: that model has not had its chance yet, so one drift causes one retrain,
+not a storm.
 
 Offsets are committed only after the records are stored or the event is fully
 handled (at-least-once; the store's upserts make redelivery harmless). Every
@@ -14,6 +15,7 @@ decision is appended to ``<state_dir>/trainer-decisions.jsonl``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
@@ -91,7 +93,12 @@ class Trainer:
                             f"window scored by version(s) {sorted(scored_by)}, "
                             f"version {current.version} is current and had no full window yet",
                             current_version=current.version)
-        records = self.store.latest(self.settings.retrain_samples)
+        # The newest records as of the end of the triggering window, not as of now: the
+        # window closes a join bound after its end, and by then the stream may hold a
+        # later phase only (e.g. only the new species). Also makes retraining
+        # reproducible whatever the processing speed.
+        window_end_ms = window_end_epoch_ms(event)
+        records = self.store.latest(self.settings.retrain_samples, before_ms=window_end_ms)
         if len(records) < MIN_TRAINING_RECORDS:
             return Decision("skipped_too_few", event,
                             f"only {len(records)} records stored, need {MIN_TRAINING_RECORDS}",
@@ -128,6 +135,15 @@ class Trainer:
         })
         return Decision("promoted", event, detail, version=version,
                         current_version=current.version, holdout=scores)
+
+
+def window_end_epoch_ms(event: dict[str, Any]) -> int | None:
+    """The retrain event's WindowEnd (ISO-8601, UTC) in epoch milliseconds."""
+    end = event.get("WindowEnd")
+    if not end:
+        return None
+    parsed = dt.datetime.fromisoformat(end.removesuffix("Z"))
+    return int(parsed.replace(tzinfo=dt.UTC).timestamp() * 1000)
 
 
 def _decode(message) -> dict[str, Any] | None:

@@ -10,7 +10,8 @@ Two backends behind one small interface, chosen by URI:
 
 Appends are idempotent upserts keyed by (Fish_Id, Timestamp), so a record delivered
 twice (at-least-once Kafka) is stored once. ``latest(n)`` returns the newest records
-by ``Timestamp``, newest first.
+by ``Timestamp``, newest first; ``latest(n, before_ms=t)`` the same among the records
+older than ``t``.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class TrainingStore(Protocol):
     def append(self, records: Iterable[dict[str, Any]]) -> int:
         """Upsert records; returns how many were given."""
 
-    def latest(self, n: int) -> list[dict[str, Any]]:
-        """The ``n`` newest records by Timestamp, newest first."""
+    def latest(self, n: int, before_ms: int | None = None) -> list[dict[str, Any]]:
+        """The ``n`` newest records by Timestamp (only those before ``before_ms``), newest first."""
 
     def count(self) -> int:
         """How many distinct records are stored."""
@@ -78,10 +79,11 @@ class SqliteStore:
                 "ON CONFLICT (fish_id, timestamp) DO UPDATE SET record = excluded.record", rows)
         return len(rows)
 
-    def latest(self, n: int) -> list[dict[str, Any]]:
+    def latest(self, n: int, before_ms: int | None = None) -> list[dict[str, Any]]:
         cursor = self._db.execute(
-            "SELECT record FROM training_data ORDER BY timestamp DESC, fish_id DESC LIMIT ?",
-            (n,))
+            "SELECT record FROM training_data WHERE timestamp < ?"
+            " ORDER BY timestamp DESC, fish_id DESC LIMIT ?",
+            (2**63 - 1 if before_ms is None else before_ms, n))
         return [json.loads(row[0]) for row in cursor]
 
     def count(self) -> int:
@@ -136,9 +138,11 @@ class MongoStore:
             self._with_retries(lambda: self._collection.bulk_write(ops, ordered=False))
         return len(ops)
 
-    def latest(self, n: int) -> list[dict[str, Any]]:
+    def latest(self, n: int, before_ms: int | None = None) -> list[dict[str, Any]]:
+        where = {} if before_ms is None else {"Timestamp": {"$lt": before_ms}}
+
         def query():
-            cursor = self._collection.find({}, {"_id": False}).sort(
+            cursor = self._collection.find(where, {"_id": False}).sort(
                 [("Timestamp", -1), ("Fish_Id", -1)]).limit(n)
             return list(cursor)
         return self._with_retries(query)

@@ -50,6 +50,24 @@ CREATE TEMPORARY TABLE retrain_sink (
     {sink_options}
 );
 
+CREATE TEMPORARY TABLE window_sink (
+    WindowStart     TIMESTAMP(3),
+    WindowEnd       TIMESTAMP(3),
+    Species         ARRAY<STRING>,
+    Fish_Id_Start   BIGINT,
+    Fish_Id_End     BIGINT,
+    ErrorAvg        DOUBLE,
+    `Count`         BIGINT,
+    ModelVersions   ARRAY<INT>,
+    ModelVersionMax INT
+) WITH (
+    'connector' = 'kafka',
+    'topic'     = '{topic_windows}',
+    'format'    = 'json',
+    'json.timestamp-format.standard' = 'ISO-8601',
+    {sink_options}
+);
+
 CREATE TEMPORARY TABLE dead_letter_sink (
     SourceTopic    STRING,
     `Partition`    INT,

@@ -9,6 +9,9 @@ SELECT Fish_Id, Species, Length, Height, PredictedWeight, ActualWeight, Error,
        ModelTime, ModelVersion, `Timestamp`
 FROM diffs_once;
 
+INSERT INTO window_sink
+SELECT * FROM window_errors;
+
 INSERT INTO retrain_sink
 SELECT * FROM retrain_events;
 

@@ -41,6 +41,7 @@ class Outputs:
     diffs: list[dict] = field(default_factory=list)
     retrains: list[dict] = field(default_factory=list)
     dead_letters: list[dict] = field(default_factory=list)
+    windows: list[dict] = field(default_factory=list)
 
 
 def produce_sorted(settings: Settings, topic: str, records: list[Sent]) -> dict[int, int]:
@@ -54,7 +55,8 @@ def read_outputs(settings: Settings, idle_s: float = 2.0) -> Outputs:
         return [json.loads(m.value) for m in read_topic(settings.bootstrap_servers, topic,
                                                         idle_s=idle_s)]
     return Outputs(read(settings.topic_prediction), read(settings.topic_diff),
-                   read(settings.topic_retrain), read(settings.topic_dead_letter))
+                   read(settings.topic_retrain), read(settings.topic_dead_letter),
+                   read(settings.topic_windows))
 
 
 def run_bounded(settings: Settings, measurements: list[Sent], weights: list[Sent]) -> Outputs:

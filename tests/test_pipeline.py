@@ -162,6 +162,15 @@ def test_only_the_bad_window_triggers_a_retrain(run):
         assert errors and sum(errors) / len(errors) < settings.error_threshold
 
 
+def test_every_window_is_reported_once(run):
+    _, _, plan, out = run
+    counts = Counter(w["WindowStart"] for w in out.windows)
+    assert len(counts) == 4 and set(counts.values()) == {1}
+    assert sorted(w["Count"] for w in out.windows) == sorted(
+        Counter(plan.window_of.values()).values())
+    assert [w for w in out.windows if w["ErrorAvg"] > 0.15] == out.retrains
+
+
 def test_bad_input_is_dead_lettered_with_its_reason(run):
     settings, _, plan, out = run
     expected = [(settings.topic_measurement, p, r) for p, r in plan.bad_measurements.items()]

@@ -80,3 +80,9 @@ def test_unsupported_uri_and_redaction():
 def test_unreachable_mongodb_is_a_clear_error():
     with pytest.raises(StoreError, match=r"cannot reach MongoDB \(mongodb://u:\*\*\*@127.0.0.1:1\)"):
         MongoStore("mongodb://u:pw@127.0.0.1:1", timeout_ms=300)
+
+
+def test_latest_before_a_time(store):
+    store.append([_record(i, 1000 * i) for i in range(1, 11)])
+    assert [r["Fish_Id"] for r in store.latest(3, before_ms=7000)] == [6, 5, 4]
+    assert store.latest(3, before_ms=1000) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 
@@ -40,8 +41,12 @@ def diff_records(first_id, species_counts, start_ms, rng, corrupt=None):
     return records
 
 
-def retrain_event(versions, first, last):
-    return {"WindowStart": "2023-11-14T22:15:00", "WindowEnd": "2023-11-14T22:16:00",
+def _iso(ms):
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
+def retrain_event(versions, first, last, end_ms=T0 + 100_000):
+    return {"WindowStart": _iso(end_ms - 60_000), "WindowEnd": _iso(end_ms),
             "Species": ["salmon", "walleye"], "Fish_Id_Start": first, "Fish_Id_End": last,
             "ErrorAvg": 0.4, "Count": 30, "ModelVersions": versions,
             "ModelVersionMax": max(versions)}
@@ -83,8 +88,10 @@ def test_trainer_stores_retrains_skips_and_refuses(trainer_settings):
     registry = ModelRegistry(settings.resolved_model_dir)
     rng = np.random.default_rng(11)
     drift = diff_records(1, [("salmon", 25), ("walleye", 25)], T0, rng)
-    produce(settings.bootstrap_servers, settings.topic_diff, drift,
-            keys=[r["Fish_Id"] for r in drift])
+    # Joined after the window closed (it waited for the join bound): not for training.
+    after = diff_records(51, [("walleye", 10)], T0 + 100_000, rng)
+    produce(settings.bootstrap_servers, settings.topic_diff, drift + after,
+            keys=[r["Fish_Id"] for r in drift + after])
     produce(settings.bootstrap_servers, settings.topic_retrain, [retrain_event([1], 1, 50)])
 
     running = Running(settings)
@@ -120,7 +127,7 @@ def test_trainer_stores_retrains_skips_and_refuses(trainer_settings):
                            corrupt=lambda position: position % 5 != 4)
         produce(settings.bootstrap_servers, settings.topic_diff, bad)
         produce(settings.bootstrap_servers, settings.topic_retrain,
-                [retrain_event([2], 101, 150)])
+                [retrain_event([2], 101, 150, end_ms=T0 + 300_000)])
         decisions = running.wait_decisions(4)
         assert decisions[3]["action"] == "not_promoted", decisions[3]
         print("not promoted:", decisions[3]["detail"])
@@ -129,11 +136,11 @@ def test_trainer_stores_retrains_skips_and_refuses(trainer_settings):
         running.close()
 
     store = open_store(settings.resolved_store_uri)
-    assert store.count() == 100
+    assert store.count() == 110
     store.close()
     stats = running.service.trainer.stats
     assert (stats.diffs_stored, stats.retrain_events, stats.promoted, stats.skipped_stale,
-            stats.not_promoted) == (100, 4, 1, 2, 1)
+            stats.not_promoted) == (110, 4, 1, 2, 1)
 
 
 def test_restart_resumes_from_committed_offsets(trainer_settings):
