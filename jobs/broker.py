@@ -9,15 +9,11 @@ same against a real Apache Kafka.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import ctypes
 import logging
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,23 +22,15 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-log = logging.getLogger(__name__)
+from jobs.processes import ChildProcess
 
-_PR_SET_PDEATHSIG = 1
+log = logging.getLogger(__name__)
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def tansu_binary() -> Path:
@@ -59,28 +47,23 @@ class EmbeddedBroker:
     def __init__(self, port: int = 0, log_path: Path | None = None) -> None:
         self.port = port or free_port()
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
-        self._log_path = log_path
-        self._process: subprocess.Popen | None = None
+        url = f"tcp://127.0.0.1:{self.port}"
+        self._child = ChildProcess(
+            "embedded broker",
+            [str(tansu_binary()), "broker", "--listener-url", url,
+             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            log_path=log_path,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        )
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+        return self._child.pid
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
-        url = f"tcp://127.0.0.1:{self.port}"
-        out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
-        self._process = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-        )
-        if out is not subprocess.DEVNULL:
-            out.close()
-        atexit.register(self.stop)
+        self._child.start()
         try:
-            wait_until_ready(self.bootstrap_servers, timeout_s, process=self._process)
+            wait_until_ready(self.bootstrap_servers, timeout_s, process=self._child.process)
         except BaseException:
             self.stop()
             raise
@@ -88,16 +71,7 @@ class EmbeddedBroker:
         return self
 
     def stop(self) -> None:
-        proc, self._process = self._process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.info("embedded broker pid %s stopped", proc.pid)
+        self._child.stop(timeout_s=5)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

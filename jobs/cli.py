@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import signal
 import sys
@@ -164,11 +165,71 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _scenario_text(path: Path | None) -> str:
+    from importlib import resources
+
+    if path is None:
+        return resources.files("jobs.scenarios").joinpath("default.toml").read_text()
+    return path.read_text()
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    print("fishweight demo is not built yet: it needs the prediction job (issue 3), the "
-          "trainer (issue 4) and the demo runner (issue 5). Available now: "
-          "`fishweight broker`, `fishweight simulate`.", file=sys.stderr)
-    return 3
+    import time
+
+    from jobs.demo import DEFAULT_SPEED, run_demo
+    from jobs.scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        print(f"fishweight demo: {exc}", file=sys.stderr)
+        return 2
+    run_dir = (Path(settings.state_dir) / "demo" / time.strftime("run-%Y%m%d-%H%M%S")).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "scenario.toml").write_text(_scenario_text(args.scenario))
+    configure_logging(args.log_level, run_dir / "demo.log")
+    print(f"fishweight demo: run directory {run_dir}")
+    print(f"  logs: {run_dir}/demo.log, predict.log, trainer.log, broker.log")
+    stop = stop_event_on_signals()
+    try:
+        result = run_demo(settings.replace(state_dir=str(run_dir)), scenario,
+                          DEFAULT_SPEED if args.speed is None else args.speed,
+                          run_dir, stop)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"\nfishweight demo failed: {exc}", file=sys.stderr)
+        return 1
+    if result.summary:
+        c = result.summary["counts"]
+        print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.png'}")
+        print(f"  {c['measurements_produced']} fish, {c['predictions']} predictions, "
+              f"{c['joined_pairs']} joined, {c['retrain_events']} retrain events, "
+              f"decisions {result.summary['decisions']}, recovery from fish "
+              f"{result.summary['recovery_fish_id']}")
+    if not result.completed:
+        print("the run did not complete (stopped early or timed out); the report covers "
+              "what ran", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from jobs.report import RunData, write_report
+    from jobs.scenario import load_scenario
+
+    run_dir = args.run_dir.resolve()
+    scenario_file = run_dir / "scenario.toml"
+    scenario = load_scenario(args.scenario or (scenario_file if scenario_file.exists() else None))
+    settings = settings.replace(state_dir=str(run_dir))
+    if args.from_kafka:
+        from jobs.demo import read_run_from_kafka
+
+        data = read_run_from_kafka(settings)
+    else:
+        data = RunData.load(run_dir, settings)
+    summary = write_report(data, scenario, settings, run_dir)
+    print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.png'}")
+    print(json.dumps(summary["counts"]))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,8 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the trainer: store joined records, retrain on trigger events")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("demo", parents=[parent], help="run the whole loop (not built yet)")
+    p = sub.add_parser("demo", parents=[parent],
+                       help="run the whole loop on embedded defaults and write a report")
+    p.add_argument("--scenario", type=Path, default=None, help="scenario TOML file")
+    p.add_argument("--speed", type=float, default=None,
+                   help="simulated seconds per wall second (default 5; 1 = real time)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", parents=[parent], help="redraw the report of a finished run")
+    p.add_argument("--run-dir", type=Path, required=True, help="the demo's run directory")
+    p.add_argument("--scenario", type=Path, default=None,
+                   help="scenario TOML (default: the copy in the run directory)")
+    p.add_argument("--from-kafka", action="store_true",
+                   help="re-read the output topics from Kafka instead of the run's copies")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

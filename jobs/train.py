@@ -214,11 +214,17 @@ class TrainerService:
             self.trainer.store_diffs(records)
             self._commit(tp, messages[-1].offset + 1)
 
-    def _catch_up_diffs(self) -> None:
-        """Store every diff already in Kafka before deciding on a retrain event."""
+    def _catch_up_diffs(self, max_s: float = 1.0) -> None:
+        """Store the diffs already in Kafka before deciding on a retrain event.
+
+        The triggering window's diffs were written a join bound before the window
+        closed, so a short catch-up suffices. It is capped in time: under a steady
+        stream of new diffs an "until nothing arrives" loop would never end.
+        """
         self.consumer.pause(*self.retrain_parts)
+        deadline = time.monotonic() + max_s
         try:
-            while batch := self.consumer.poll(timeout_ms=300):
+            while time.monotonic() < deadline and (batch := self.consumer.poll(timeout_ms=200)):
                 self._store(batch)
         finally:
             self.consumer.resume(*self.retrain_parts)

@@ -32,6 +32,7 @@ _counter = itertools.count()
 def fresh_settings(kafka: str, state_dir, **overrides) -> Settings:
     """Settings with topics unique to the caller, created with 3 partitions."""
     suffix = f"{next(_counter)}-{uuid.uuid4().hex[:6]}"
+    given = {"web_ui_port": 0, **overrides}
     s = Settings.load(
         bootstrap_servers=kafka,
         topic_measurement=f"machine-measurement-{suffix}",
@@ -43,8 +44,7 @@ def fresh_settings(kafka: str, state_dir, **overrides) -> Settings:
         topic_dead_letter=f"dead-letter-{suffix}",
         consumer_group=f"fishweight-test-{suffix}",
         state_dir=str(state_dir),
-        web_ui_port=0,
-        **overrides,
+        **given,
     )
     create_topics(kafka, s.all_topics, s.topic_partitions)
     return s

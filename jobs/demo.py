@@ -1,0 +1,266 @@
+"""``fishweight demo``: the whole loop on one machine, then a report.
+
+Starts (each as its own process, tied to this one): the embedded broker (unless
+bootstrap servers are configured), the trainer and the prediction job in a local
+MiniCluster with the Flink web UI; bootstraps the initial model; runs a scenario
+through the simulator while a status line shows what flows; stops everything and
+writes the report. Ctrl-C stops early and still writes a report of what ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from kafka import KafkaConsumer, TopicPartition
+
+from jobs.broker import EmbeddedBroker, create_topics, wait_until_ready
+from jobs.model_admin import bootstrap_model
+from jobs.processes import ChildProcess, inherit_env, python_module
+from jobs.report import Observed, RunData, write_report
+from jobs.scenario import Scenario
+from jobs.settings import Settings
+from jobs.simulate import SimulationResult, simulate
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPEED = 5.0  # the default scenario (6 min of factory time) in ~75 s
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as FISHWEIGHT_* variables, so child processes see the same values."""
+    return inherit_env(**{f.metadata["env"]: str(getattr(settings, f.name))
+                          for f in dataclasses.fields(settings)})
+
+
+class Observer(threading.Thread):
+    """Tails the output topics, keeping every record with its Kafka timestamp."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True, name="observer")
+        self.settings = settings
+        self.data = RunData()
+        self.recent_errors: deque[float] = deque(maxlen=20)
+        self.model_version = 0
+        self.stop = threading.Event()
+        self._topics = {settings.topic_prediction: "predictions", settings.topic_diff: "diffs",
+                        settings.topic_windows: "windows", settings.topic_retrain: "retrains",
+                        settings.topic_dead_letter: "dead_letters"}
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
+                                 enable_auto_commit=False, client_id="fishweight-demo")
+        try:
+            parts = [TopicPartition(t, p) for t in self._topics
+                     for p in sorted(consumer.partitions_for_topic(t) or [])]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            while not self.stop.is_set():
+                for tp, messages in consumer.poll(timeout_ms=200).items():
+                    target = getattr(self.data, self._topics[tp.topic])
+                    for m in messages:
+                        value = json.loads(m.value)
+                        target.append(Observed(value, m.timestamp))
+                        if tp.topic == self.settings.topic_diff:
+                            self.recent_errors.append(value["Error"])
+                        elif tp.topic == self.settings.topic_prediction:
+                            self.model_version = max(self.model_version,
+                                                     value["Prediction"]["ModelVersion"] or 0)
+        except Exception as exc:  # surfaced by the demo loop
+            self.error = exc
+            raise
+        finally:
+            consumer.close()
+
+    def drain(self, seconds: float = 2.0) -> None:
+        """Give the tail a moment, then stop."""
+        time.sleep(seconds)
+        self.stop.set()
+        self.join(10)
+
+
+@dataclass
+class DemoResult:
+    run_dir: Path
+    summary: dict | None
+    completed: bool
+    simulation: SimulationResult | None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _wait_job_running(port: int, predict: ChildProcess, timeout_s: float = 120) -> str:
+    """Poll the Flink REST API until every task of the job runs; return the job id."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predict.exited() is not None:
+            raise RuntimeError(f"the prediction job exited with code {predict.exited()}; "
+                               f"see {predict.log_path}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/jobs/overview", timeout=2) as r:
+                jobs = json.load(r)["jobs"]
+            for job in jobs:
+                tasks = job["tasks"]
+                if job["state"] == "RUNNING" and tasks["running"] == tasks["total"]:
+                    return job["jid"]
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"the prediction job was not running after {timeout_s}s; "
+                       f"see {predict.log_path}")
+
+
+class StatusLine:
+    """One updating line on a terminal; a line every few seconds otherwise."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self._last = 0.0
+
+    def show(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.tty:
+            self.out.write("\r\033[K" + text)
+            self.out.flush()
+        elif force or now - self._last >= 5:
+            self.out.write(text + "\n")
+            self.out.flush()
+            self._last = now
+
+    def end(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+
+
+def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path,
+             stop: threading.Event, out: TextIO = sys.stdout,
+             finish_timeout_s: float = 90) -> DemoResult:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    if settings.web_ui_port and not _port_free(settings.web_ui_port):
+        raise RuntimeError(f"port {settings.web_ui_port} is in use; pass --web-ui-port")
+    broker = None
+    children: list[ChildProcess] = []
+    observer = None
+    sim_result: SimulationResult | None = None
+    completed = False
+    try:
+        if settings.bootstrap_servers:
+            wait_until_ready(settings.bootstrap_servers)
+        else:
+            broker = EmbeddedBroker(log_path=run_dir / "broker.log").start()
+            settings = settings.replace(bootstrap_servers=broker.bootstrap_servers)
+            say(f"embedded Kafka broker (Tansu) on {broker.bootstrap_servers}")
+        create_topics(settings.bootstrap_servers, settings.all_topics, settings.topic_partitions)
+        version, scores = bootstrap_model(settings)
+        if version:
+            say(f"initial model v{version}: 100 salmon, R^2 {scores['r2']:.3f}, "
+                f"MAE {scores['mae']:.3f} kg")
+        env = settings_env(settings)
+        trainer = ChildProcess("trainer", python_module("jobs.cli", "train"),
+                               run_dir / "trainer.log", env).start()
+        predict = ChildProcess("prediction job", python_module("jobs.cli", "predict"),
+                               run_dir / "predict.log", env).start()
+        children += [predict, trainer]
+        if settings.web_ui_port:
+            say(f"Flink web UI: http://localhost:{settings.web_ui_port}  (while the job runs)")
+        say("starting the prediction job (Flink MiniCluster) ...")
+        job_id = _wait_job_running(settings.web_ui_port, predict) if settings.web_ui_port \
+            else None
+        say(f"prediction job {job_id or ''} running; sending {scenario.fish_count} fish at "
+            f"{speed}x ({scenario.duration_s / max(speed, 1e-9):.0f} s)")
+
+        observer = Observer(settings)
+        observer.start()
+        sent = {"measurement": 0, "weight": 0}
+
+        def count(kind, _record):
+            sent[kind] += 1
+
+        def send():
+            nonlocal sim_result
+            sim_result = simulate(settings, settings.bootstrap_servers, scenario, speed=speed,
+                                  stop=stop, on_record=count)
+
+        simulator = threading.Thread(target=send, daemon=True, name="simulator")
+        simulator.start()
+        status = StatusLine(out)
+        finished_at = None
+        while not stop.is_set():
+            d = observer.data
+            line = (f"fish {sent['measurement']}/{scenario.fish_count} | predicted "
+                    f"{len(d.predictions)} | joined {len(d.diffs)} | windows {len(d.windows)} | "
+                    f"retrain events {len(d.retrains)} | model v{observer.model_version} | "
+                    f"recent error {(sum(observer.recent_errors) / len(observer.recent_errors)) if observer.recent_errors else 0:.3f} | "  # noqa: E501
+                    f"dead letters {len(d.dead_letters)}")
+            status.show(line)
+            for child in children:
+                if child.exited() is not None:
+                    raise RuntimeError(f"{child.name} exited with code {child.exited()}; "
+                                       f"see {child.log_path}")
+            if observer.error:
+                raise observer.error
+            if not simulator.is_alive() and sim_result is not None:
+                finished_at = finished_at or time.monotonic()
+                dead_m = sum(settings.topic_measurement == x.value.get("SourceTopic")
+                             for x in d.dead_letters)
+                done = (len(d.predictions) + dead_m >= sim_result.measurements
+                        and len(d.diffs) >= sim_result.weights - (len(d.dead_letters) - dead_m))
+                if done or time.monotonic() - finished_at > finish_timeout_s:
+                    completed = done
+                    status.show(line, force=True)
+                    break
+            time.sleep(0.5)
+        status.end()
+    finally:
+        stop.set()
+        for child in children:
+            child.stop()
+        if observer is not None:
+            observer.drain()
+        if broker is not None:
+            broker.stop()
+
+    summary = None
+    if observer is not None:
+        data = observer.data
+        data.produced = {"measurements": sim_result.measurements if sim_result else 0,
+                         "weights": sim_result.weights if sim_result else 0}
+        data.attach_state(settings)
+        data.save(run_dir)
+        summary = write_report(data, scenario, settings, run_dir)
+    return DemoResult(run_dir, summary, completed, sim_result)
+
+
+def read_run_from_kafka(settings: Settings) -> RunData:
+    """The output topics of a finished run, re-read from a Kafka that still holds them."""
+    from jobs.broker import read_topic
+
+    data = RunData()
+    for topic, name in ((settings.topic_prediction, "predictions"),
+                        (settings.topic_diff, "diffs"), (settings.topic_windows, "windows"),
+                        (settings.topic_retrain, "retrains"),
+                        (settings.topic_dead_letter, "dead_letters")):
+        setattr(data, name, [Observed(json.loads(m.value), m.timestamp)
+                             for m in read_topic(settings.bootstrap_servers, topic)])
+    data.produced = {
+        "measurements": len(read_topic(settings.bootstrap_servers, settings.topic_measurement)),
+        "weights": len(read_topic(settings.bootstrap_servers, settings.topic_weight)),
+    }
+    data.attach_state(settings)
+    return data

@@ -1,0 +1,82 @@
+"""Child processes that never outlive their parent and stop by their own PID."""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Run in the child between fork and exec: SIGTERM it when the parent dies (Linux)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class ChildProcess:
+    """A command run in its own session, output to a log file, tied to our lifetime."""
+
+    def __init__(self, name: str, command: list[str], log_path: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.command = command
+        self.log_path = log_path
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> ChildProcess:
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        try:
+            self.process = subprocess.Popen(
+                self.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env, start_new_session=True,  # Ctrl-C reaches us, we stop children
+                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        atexit.register(self.stop)
+        log.info("%s started, pid %d", self.name, self.process.pid)
+        return self
+
+    def exited(self) -> int | None:
+        """The exit code if the process ended, else None."""
+        return None if self.process is None else self.process.poll()
+
+    def stop(self, first: signal.Signals = signal.SIGTERM, timeout_s: float = 20.0) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(first)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("%s (pid %d) ignored %s for %.0fs; killing it", self.name, proc.pid,
+                        first.name, timeout_s)
+            proc.kill()
+            proc.wait(timeout=10)
+        log.info("%s (pid %d) stopped with code %s", self.name, proc.pid, proc.returncode)
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def inherit_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, **extra}

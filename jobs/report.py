@@ -1,0 +1,264 @@
+"""The run report: error-over-events chart plus a summary of the closed loop.
+
+Works from a run directory: ``topics/*.jsonl`` (output topic records as the demo
+observed them, each with its Kafka timestamp), ``simulator.json`` (what was
+produced), ``trainer-decisions.jsonl`` and the model registry. ``fishweight report``
+redraws it from those files, or re-reads the topics from a still-running Kafka.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs.scenario import Scenario
+from jobs.settings import Settings
+from models.registry import ModelRegistry
+
+TOPIC_FILES = ("predictions", "diffs", "windows", "retrains", "dead_letters")
+
+
+@dataclass
+class Observed:
+    """One output record: its JSON value and Kafka timestamp (ms, when it was written)."""
+
+    value: dict[str, Any]
+    kafka_ms: int
+
+
+@dataclass
+class RunData:
+    predictions: list[Observed] = field(default_factory=list)
+    diffs: list[Observed] = field(default_factory=list)
+    windows: list[Observed] = field(default_factory=list)
+    retrains: list[Observed] = field(default_factory=list)
+    dead_letters: list[Observed] = field(default_factory=list)
+    produced: dict[str, int] = field(default_factory=dict)  # measurements, weights
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    manifests: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def save(self, run_dir: Path) -> None:
+        topics = run_dir / "topics"
+        topics.mkdir(parents=True, exist_ok=True)
+        for name in TOPIC_FILES:
+            with open(topics / f"{name}.jsonl", "w") as fh:
+                for rec in getattr(self, name):
+                    fh.write(json.dumps({"kafka_ms": rec.kafka_ms, "value": rec.value}) + "\n")
+        (run_dir / "simulator.json").write_text(json.dumps(self.produced))
+
+    @classmethod
+    def load(cls, run_dir: Path, settings: Settings) -> RunData:
+        data = cls()
+        for name in TOPIC_FILES:
+            path = run_dir / "topics" / f"{name}.jsonl"
+            if path.exists():
+                setattr(data, name, [Observed(r["value"], r["kafka_ms"]) for r in
+                                     map(json.loads, path.read_text().splitlines())])
+        produced = run_dir / "simulator.json"
+        data.produced = json.loads(produced.read_text()) if produced.exists() else {}
+        data.attach_state(settings)
+        return data
+
+    def attach_state(self, settings: Settings) -> None:
+        from jobs.train import read_decisions
+
+        self.decisions = read_decisions(settings)
+        registry = ModelRegistry(settings.resolved_model_dir)
+        self.manifests = {v: registry.manifest(v) for v in registry.versions()}
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(statistics.fmean(values), 4) if values else None
+
+
+def phases(scenario: Scenario) -> list[dict[str, Any]]:
+    """The scenario's species blocks as Fish_Id ranges."""
+    out, first = [], scenario.first_fish_id
+    for index, block in enumerate(scenario.sequence):
+        out.append({"phase": index + 1, "species": block.species,
+                    "first_fish_id": first, "last_fish_id": first + block.count - 1})
+        first += block.count
+    return out
+
+
+def summarize(data: RunData, scenario: Scenario, threshold: float) -> dict[str, Any]:
+    """Every number of the report, as plain data (also what the end-to-end test checks)."""
+    diffs = sorted(data.diffs, key=lambda r: (r.kafka_ms, r.value["Timestamp"],
+                                              r.value["Fish_Id"]))
+    by_fish = {d.value["Fish_Id"]: d.value for d in diffs}
+    blocks = phases(scenario)
+    initial_species = set(data.manifests.get(1, {}).get("species", []))
+    drift = next((b for b in blocks if b["species"] not in initial_species), None)
+    drift_start = drift["first_fish_id"] if drift else None
+
+    promoted = [d for d in data.decisions if d["action"] == "promoted"]
+    versions = []
+    for decision in promoted:
+        version = decision["version"]
+        served = [p for p in data.predictions if p.value["Prediction"]["ModelVersion"] == version]
+        first = min(served, key=lambda p: p.kafka_ms) if served else None
+        trigger = next((r for r in data.retrains if r.value == decision["event"]), None)
+        versions.append({
+            "version": version,
+            "trained_on_fish_ids": data.manifests.get(version, {}).get(
+                "training_window", {}).get("fish_ids"),
+            "species": data.manifests.get(version, {}).get("species"),
+            "holdout": decision.get("detail"),
+            "first_fish_id_served": first.value["Fish_Id"] if first else None,
+            "retrain_window": [decision["event"].get("Fish_Id_Start"),
+                               decision["event"].get("Fish_Id_End")],
+            "seconds_retrain_event_to_first_prediction": (
+                round((first.kafka_ms - trigger.kafka_ms) / 1000, 2)
+                if first and trigger else None),
+        })
+    recovery = min((v["first_fish_id_served"] for v in versions
+                    if v["first_fish_id_served"] is not None), default=None)
+
+    per_phase = []
+    for b in blocks:
+        ids = range(b["first_fish_id"], b["last_fish_id"] + 1)
+        errors = [by_fish[i]["Error"] for i in ids if i in by_fish]
+        before = [by_fish[i]["Error"] for i in ids if i in by_fish and
+                  (recovery is None or i < recovery)]
+        after = [by_fish[i]["Error"] for i in ids if i in by_fish and
+                 recovery is not None and i >= recovery]
+        per_phase.append({**b, "joined": len(errors), "mean_error": _mean(errors),
+                          "mean_error_before_recovery": _mean(before),
+                          "mean_error_after_recovery": _mean(after),
+                          "fish_after_recovery": len(after)})
+    species_errors: dict[str, list[float]] = {}
+    for d in diffs:
+        species_errors.setdefault(d.value["Species"], []).append(d.value["Error"])
+
+    dead_by_topic: dict[str, int] = {}
+    for d in data.dead_letters:
+        dead_by_topic[d.value.get("SourceTopic", "?")] = dead_by_topic.get(
+            d.value.get("SourceTopic", "?"), 0) + 1
+    dead_measurements = sum(n for t, n in dead_by_topic.items() if "measurement" in t)
+    produced = data.produced.get("measurements")
+    return {
+        "threshold": threshold,
+        "counts": {
+            "measurements_produced": produced,
+            "weights_produced": data.produced.get("weights"),
+            "predictions": len(data.predictions),
+            "dead_letters": len(data.dead_letters),
+            "dead_letters_by_topic": dead_by_topic,
+            "joined_pairs": len(diffs),
+            "windows_closed": len(data.windows),
+            "retrain_events": len(data.retrains),
+            "accounted": (produced is not None
+                          and produced == len(data.predictions) + dead_measurements),
+        },
+        "drift_start_fish_id": drift_start,
+        "recovery_fish_id": recovery,
+        "retrain_events": [r.value for r in data.retrains],
+        "decisions": {a: sum(d["action"] == a for d in data.decisions)
+                      for a in ("promoted", "not_promoted", "skipped_stale", "skipped_too_few")},
+        "versions_promoted": versions,
+        "per_phase": per_phase,
+        "per_species_mean_error": {s: _mean(e) for s, e in species_errors.items()},
+        "fish_over_threshold_after_drift_before_recovery": sum(
+            1 for i, d in by_fish.items()
+            if drift_start is not None and i >= drift_start
+            and (recovery is None or i < recovery) and d["Error"] > threshold),
+    }
+
+
+def draw_chart(data: RunData, summary: dict[str, Any], path: Path) -> None:
+    """Relative error per fish in arrival order, species bands, threshold, markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    diffs = sorted(data.diffs, key=lambda r: (r.kafka_ms, r.value["Timestamp"],
+                                              r.value["Fish_Id"]))
+    fig, ax = plt.subplots(figsize=(11, 4.8), dpi=110)
+    colors = {}
+    palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
+    start = 0
+    for i in range(1, len(diffs) + 1):
+        if i == len(diffs) or diffs[i].value["Species"] != diffs[start].value["Species"]:
+            species = diffs[start].value["Species"]
+            color = colors.setdefault(species, palette[len(colors) % len(palette)])
+            ax.axvspan(start - 0.5, i - 0.5, color=color, alpha=0.15, lw=0,
+                       label=species if species not in ax.get_legend_handles_labels()[1]
+                       else None)
+            start = i
+    ax.plot(range(len(diffs)), [d.value["Error"] for d in diffs], color="#333333", lw=1,
+            marker="o", ms=2.5, label="relative error")
+    ax.axhline(summary["threshold"], color="#C44E52", ls="--", lw=1,
+               label=f"threshold {summary['threshold']}")
+    for k, retrain in enumerate(sorted(data.retrains, key=lambda r: r.kafka_ms)):
+        x = sum(d.kafka_ms <= retrain.kafka_ms for d in diffs) - 0.5
+        ax.axvline(x, color="#C44E52", lw=1.5,
+                   label="retrain event fired" if k == 0 else None)
+    for k, version in enumerate(summary["versions_promoted"]):
+        xs = [i for i, d in enumerate(diffs) if d.value["ModelVersion"] == version["version"]]
+        if xs:
+            ax.axvline(xs[0] - 0.5, color="#55A868", lw=1.5, ls=":",
+                       label="new model serves" if k == 0 else None)
+            ax.text(xs[0], ax.get_ylim()[1] * 0.92, f" v{version['version']}",
+                    color="#2E7D32")
+    ax.set_xlabel("joined fish, in arrival order")
+    ax.set_ylabel("|predicted - actual| / actual")
+    ax.set_title("fishweight: prediction error over events, drift and recovery")
+    ax.set_xlim(-1, max(len(diffs), 1))
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_markdown(summary: dict[str, Any], path: Path, chart_name: str) -> None:
+    c = summary["counts"]
+    lines = [
+        "# fishweight run report", "",
+        f"![error over events]({chart_name})", "",
+        "## Records",
+        f"- measurements produced: {c['measurements_produced']}, weights produced: "
+        f"{c['weights_produced']}",
+        f"- predictions: {c['predictions']}, dead letters: {c['dead_letters']} "
+        f"{c['dead_letters_by_topic'] or ''}",
+        f"- every measurement accounted for (produced = predicted + dead-lettered): "
+        f"{c['accounted']}",
+        f"- joined pairs: {c['joined_pairs']}, windows closed: {c['windows_closed']}, "
+        f"retrain events: {c['retrain_events']}", "",
+        "## Drift and recovery",
+        f"- drift starts at fish {summary['drift_start_fish_id']}; the first fish predicted "
+        f"by a retrained model is {summary['recovery_fish_id']}",
+        f"- fish with error > {summary['threshold']} after the drift started and before "
+        f"recovery: {summary['fish_over_threshold_after_drift_before_recovery']}",
+        f"- trainer decisions: {summary['decisions']}",
+    ]
+    for v in summary["versions_promoted"]:
+        lines.append(
+            f"- v{v['version']} (species {v['species']}) triggered by the window of fish "
+            f"{v['retrain_window'][0]}-{v['retrain_window'][1]}; {v['holdout']}; first served "
+            f"fish {v['first_fish_id_served']}, "
+            f"{v['seconds_retrain_event_to_first_prediction']} s after the retrain event")
+    lines += ["", "## Mean relative error", "",
+              "| phase | species | fish | mean | before recovery | after recovery |",
+              "|---|---|---|---|---|---|"]
+    for p in summary["per_phase"]:
+        lines.append(f"| {p['phase']} | {p['species']} | {p['first_fish_id']}-"
+                     f"{p['last_fish_id']} | {p['mean_error']} | "
+                     f"{p['mean_error_before_recovery']} | {p['mean_error_after_recovery']} |")
+    lines += ["", "Per species: " + ", ".join(
+        f"{s} {e}" for s, e in summary["per_species_mean_error"].items()), ""]
+    path.write_text("\n".join(lines))
+
+
+def write_report(data: RunData, scenario: Scenario, settings: Settings,
+                 run_dir: Path) -> dict[str, Any]:
+    """Write report.png, report.md and summary.json into ``run_dir``; return the summary."""
+    summary = summarize(data, scenario, settings.error_threshold)
+    draw_chart(data, summary, run_dir / "report.png")
+    write_markdown(summary, run_dir / "report.md", "report.png")
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
