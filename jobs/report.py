@@ -193,10 +193,16 @@ def draw_chart(data: RunData, summary: dict[str, Any], path: Path) -> None:
             marker="o", ms=2.5, label="relative error")
     ax.axhline(summary["threshold"], color="#C44E52", ls="--", lw=1,
                label=f"threshold {summary['threshold']}")
-    for k, retrain in enumerate(sorted(data.retrains, key=lambda r: r.kafka_ms)):
+    actions = [(d["event"], d["action"]) for d in data.decisions]
+    labelled = set()
+    for retrain in sorted(data.retrains, key=lambda r: r.kafka_ms):
         x = sum(d.kafka_ms <= retrain.kafka_ms for d in diffs) - 0.5
-        ax.axvline(x, color="#C44E52", lw=1.5,
-                   label="retrain event fired" if k == 0 else None)
+        action = next((a for e, a in actions if e == retrain.value), "not handled")
+        style = {"promoted": ("#C44E52", "-", "retrain event: new model promoted")}.get(
+            action, ("#999999", "--", f"retrain event: {action.replace('_', ' ')}"))
+        ax.axvline(x, color=style[0], ls=style[1], lw=1.5,
+                   label=None if style[2] in labelled else style[2])
+        labelled.add(style[2])
     for k, version in enumerate(summary["versions_promoted"]):
         xs = [i for i, d in enumerate(diffs) if d.value["ModelVersion"] == version["version"]]
         if xs:
