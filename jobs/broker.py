@@ -80,6 +80,20 @@ class EmbeddedBroker:
         self.stop()
 
 
+class KafkaNotConfigured(ValueError):
+    """A command needs Kafka but no bootstrap servers are configured."""
+
+
+def require_kafka(settings, command: str) -> str:
+    """The configured bootstrap servers, once they answer; a clear error if there are none."""
+    if not settings.bootstrap_servers:
+        raise KafkaNotConfigured(
+            f"{command} needs Kafka: pass --bootstrap-servers or set "
+            "FISHWEIGHT_BOOTSTRAP_SERVERS (e.g. from `fishweight broker`)")
+    wait_until_ready(settings.bootstrap_servers)
+    return settings.bootstrap_servers
+
+
 def wait_until_ready(bootstrap_servers: str, timeout_s: float = 20.0,
                      process: subprocess.Popen | None = None) -> None:
     """Block until the broker answers a metadata request, or raise with the reason."""

@@ -79,17 +79,13 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from jobs.broker import create_topics, wait_until_ready
+    from jobs.broker import create_topics, require_kafka
     from jobs.scenario import load_scenario
     from jobs.simulate import simulate
 
-    if not settings.bootstrap_servers:
-        print("simulate needs Kafka: pass --bootstrap-servers or set "
-              "FISHWEIGHT_BOOTSTRAP_SERVERS (e.g. from `fishweight broker`)", file=sys.stderr)
-        return 2
     scenario = load_scenario(args.scenario)
-    wait_until_ready(settings.bootstrap_servers)
-    create_topics(settings.bootstrap_servers, [settings.topic_measurement, settings.topic_weight],
+    servers = require_kafka(settings, "simulate")
+    create_topics(servers, [settings.topic_measurement, settings.topic_weight],
                   settings.topic_partitions)
     stop = stop_event_on_signals()
     result = simulate(settings, settings.bootstrap_servers, scenario, speed=args.speed,
@@ -130,36 +126,24 @@ def cmd_bootstrap_model(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     from jobs.model_admin import describe_versions
-    from models.registry import ModelError, ModelRegistry
+    from models.registry import ModelRegistry
 
     if args.action == "list":
         lines = describe_versions(settings)
         print("\n".join(lines) if lines else f"no models in {settings.resolved_model_dir}")
         return 0
-    try:
-        version = ModelRegistry(settings.resolved_model_dir).rollback(args.version)
-    except ModelError as exc:
-        print(f"fishweight models rollback: {exc}", file=sys.stderr)
-        return 2
+    version = ModelRegistry(settings.resolved_model_dir).rollback(args.version)
     print(f"now serving model version {version}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from jobs.broker import wait_until_ready
+    from jobs.broker import require_kafka
     from jobs.train import TrainerService
-    from models.registry import ModelError, ModelRegistry
+    from models.registry import ModelRegistry
 
-    if not settings.bootstrap_servers:
-        print("train needs Kafka: pass --bootstrap-servers or set "
-              "FISHWEIGHT_BOOTSTRAP_SERVERS", file=sys.stderr)
-        return 2
-    try:
-        ModelRegistry(settings.resolved_model_dir).load_current()
-    except ModelError as exc:
-        print(f"fishweight train: {exc}", file=sys.stderr)
-        return 2
-    wait_until_ready(settings.bootstrap_servers)
+    ModelRegistry(settings.resolved_model_dir).load_current()  # a clear error if none
+    require_kafka(settings, "train")
     stats = TrainerService(settings).run(stop_event_on_signals())
     print(f"trainer stopped: {stats}")
     return 0
@@ -177,13 +161,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
     from jobs.demo import DEFAULT_SPEED, run_demo
-    from jobs.scenario import ScenarioError, load_scenario
+    from jobs.scenario import load_scenario
 
-    try:
-        scenario = load_scenario(args.scenario)
-    except ScenarioError as exc:
-        print(f"fishweight demo: {exc}", file=sys.stderr)
-        return 2
+    scenario = load_scenario(args.scenario)
     run_dir = (Path(settings.state_dir) / "demo" / time.strftime("run-%Y%m%d-%H%M%S")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "scenario.toml").write_text(_scenario_text(args.scenario))
@@ -291,14 +271,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jobs.broker import KafkaNotConfigured
+    from jobs.scenario import ScenarioError
+    from models.registry import ModelError
+    from models.store import StoreError
+
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     try:
         settings = settings_from(args)
     except (ValueError, TypeError) as exc:
-        print(f"fishweight: {exc}", file=sys.stderr)
+        print(f"fishweight {args.command}: {exc}", file=sys.stderr)
         return 2
-    return args.func(args, settings)
+    try:
+        return args.func(args, settings)
+    except (ScenarioError, KafkaNotConfigured, ModelError, StoreError) as exc:
+        # Problems the user can fix: say what is wrong and how, without a traceback.
+        print(f"fishweight {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

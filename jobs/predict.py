@@ -16,7 +16,7 @@ import logging
 import sys
 import threading
 
-from jobs.broker import create_topics, wait_until_ready
+from jobs.broker import KafkaNotConfigured, create_topics, require_kafka
 from jobs.pipeline import build_pipeline
 from jobs.settings import Settings
 from models.registry import ModelError
@@ -24,24 +24,19 @@ from models.registry import ModelError
 log = logging.getLogger(__name__)
 
 
-def check_ready(settings: Settings) -> None:
-    """Fail early and clearly: Kafka reachable, topics present, a model published."""
-    if not settings.bootstrap_servers:
-        raise SystemExit("predict needs Kafka: pass --bootstrap-servers or set "
-                         "FISHWEIGHT_BOOTSTRAP_SERVERS (e.g. from `fishweight broker`)")
-    wait_until_ready(settings.bootstrap_servers)
-    create_topics(settings.bootstrap_servers, settings.all_topics, settings.topic_partitions)
+def start_job(settings: Settings, *, local: bool):
+    """Check Kafka and the model, create missing topics, submit the job; return its client.
+
+    Raises ``KafkaNotConfigured`` or ``ModelError`` with a message naming the fix.
+    """
+    servers = require_kafka(settings, "predict")
+    create_topics(servers, settings.all_topics, settings.topic_partitions)
+    return build_pipeline(settings, local=local).execute_async()
 
 
 def run_local(settings: Settings, stop: threading.Event) -> int:
     """Run in a local MiniCluster until ``stop`` is set, then cancel the job."""
-    check_ready(settings)
-    try:
-        pipeline = build_pipeline(settings, local=True)
-    except ModelError as exc:
-        print(f"fishweight predict: {exc}", file=sys.stderr)
-        return 2
-    job = pipeline.execute_async()
+    job = start_job(settings, local=True)
     if settings.web_ui_port:
         print(f"Flink web UI: http://localhost:{settings.web_ui_port}", flush=True)
     print(f"prediction job {job.get_job_id()} running; Ctrl-C stops it", flush=True)
@@ -63,14 +58,11 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
-    settings = settings_from(args)
-    check_ready(settings)
     try:
-        pipeline = build_pipeline(settings, local=False)
-    except ModelError as exc:
+        job = start_job(settings_from(args), local=False)
+    except (KafkaNotConfigured, ModelError) as exc:
         print(f"jobs/predict.py: {exc}", file=sys.stderr)
         return 2
-    job = pipeline.execute_async()
     print(f"submitted prediction job {job.get_job_id()}", flush=True)
     return 0
 

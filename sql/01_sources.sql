@@ -23,21 +23,8 @@ CREATE TEMPORARY TABLE measurement_raw (
     {measurement_source_options}
 );
 
-CREATE TEMPORARY TABLE weight_raw (
-    payload         STRING,
-    kafka_partition INT              METADATA FROM 'partition' VIRTUAL,
-    kafka_offset    BIGINT           METADATA FROM 'offset' VIRTUAL,
-    kafka_time      TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-    event_time AS CASE
-        WHEN ABS(TIMESTAMPDIFF(SECOND, kafka_time, TO_TIMESTAMP_LTZ(
-                 TRY_CAST(JSON_VALUE(payload, '$.Timestamp') AS BIGINT), 3))) <= {max_skew_s}
-        THEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.Timestamp') AS BIGINT), 3)
-        ELSE kafka_time
-    END,
-    WATERMARK FOR event_time AS event_time - INTERVAL '{watermark_delay}' SECOND
-) WITH (
-    'connector' = 'kafka',
-    'topic'     = '{topic_weight}',
-    'format'    = 'raw',
+-- The same columns, event time and watermark; only the topic and scan options differ.
+CREATE TEMPORARY TABLE weight_raw WITH (
+    'topic' = '{topic_weight}',
     {weight_source_options}
-);
+) LIKE measurement_raw (OVERWRITING OPTIONS);

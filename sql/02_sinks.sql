@@ -50,23 +50,10 @@ CREATE TEMPORARY TABLE retrain_sink (
     {sink_options}
 );
 
-CREATE TEMPORARY TABLE window_sink (
-    WindowStart     TIMESTAMP(3),
-    WindowEnd       TIMESTAMP(3),
-    Species         ARRAY<STRING>,
-    Fish_Id_Start   BIGINT,
-    Fish_Id_End     BIGINT,
-    ErrorAvg        DOUBLE,
-    `Count`         BIGINT,
-    ModelVersions   ARRAY<INT>,
-    ModelVersionMax INT
-) WITH (
-    'connector' = 'kafka',
-    'topic'     = '{topic_windows}',
-    'format'    = 'json',
-    'json.timestamp-format.standard' = 'ISO-8601',
-    {sink_options}
-);
+-- Every closed window has the retrain event's fields.
+CREATE TEMPORARY TABLE window_sink WITH (
+    'topic' = '{topic_windows}'
+) LIKE retrain_sink (OVERWRITING OPTIONS);
 
 CREATE TEMPORARY TABLE dead_letter_sink (
     SourceTopic    STRING,

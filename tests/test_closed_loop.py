@@ -7,12 +7,14 @@ and checks the drift, the single retrain and the recovery from its report summar
 from __future__ import annotations
 
 import io
+import json
 import threading
 from pathlib import Path
 
 import pytest
 
 from jobs.broker import free_port
+from jobs.cli import main
 from jobs.demo import run_demo
 from jobs.scenario import load_scenario
 from tests.conftest import fresh_settings
@@ -23,15 +25,24 @@ SPEED = 20.0
 
 @pytest.mark.parametrize("scenario_file", ["walleye_long.toml", "pike.toml"])
 def test_drift_retrain_recovery(kafka, tmp_path, scenario_file):
-    settings = fresh_settings(kafka, tmp_path / "state", web_ui_port=free_port())
+    run_dir = tmp_path / "run"  # also the state directory, as in `fishweight demo`
+    settings = fresh_settings(kafka, run_dir, web_ui_port=free_port())
     scenario = load_scenario(SCENARIOS / scenario_file)
     out = io.StringIO()
-    result = run_demo(settings, scenario, SPEED, tmp_path / "run", threading.Event(), out=out)
+    result = run_demo(settings, scenario, SPEED, run_dir, threading.Event(), out=out)
     s = result.summary
     print(out.getvalue())
-    print((tmp_path / "run" / "report.md").read_text())
+    print((run_dir / "report.md").read_text())
     assert result.completed, "not every fish was predicted and joined"
-    assert (tmp_path / "run" / "report.png").stat().st_size > 10_000
+    assert "Flink web UI: http://localhost:" in out.getvalue()
+    assert (run_dir / "report.png").stat().st_size > 10_000
+
+    # `fishweight report` redraws the same report from the run directory.
+    (run_dir / "report.png").unlink()
+    assert main(["report", "--run-dir", str(run_dir), "--scenario",
+                 str(SCENARIOS / scenario_file)]) == 0
+    assert (run_dir / "report.png").stat().st_size > 10_000
+    assert json.loads((run_dir / "summary.json").read_text()) == json.loads(json.dumps(s))
 
     counts = s["counts"]
     assert counts["measurements_produced"] == scenario.fish_count
