@@ -63,3 +63,61 @@ def test_drift_retrain_recovery(kafka, tmp_path, scenario_file):
     assert drift["mean_error_after_recovery"] < 0.05
     assert returning["fish_after_recovery"] == 60
     assert returning["mean_error_after_recovery"] < 0.05
+
+
+def _descendants(pid):
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as fh:
+                kids = [int(k) for k in fh.read().split()]
+        except OSError:
+            continue
+        out.update(kids)
+        todo.extend(kids)
+    return out
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_stops_the_demo_and_leaves_no_process(tmp_path):
+    """`fishweight demo` on its own embedded broker, interrupted mid-run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "FISHWEIGHT_STATE_DIR": str(tmp_path),
+           "FISHWEIGHT_WEB_UI_PORT": str(free_port())}
+    env.pop("FISHWEIGHT_BOOTSTRAP_SERVERS", None)
+    demo = subprocess.Popen([sys.executable, "-m", "jobs.cli", "demo", "--speed", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    seen = set()
+    lines = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = demo.stdout.readline()
+        lines.append(line)
+        seen |= _descendants(demo.pid)
+        if line.startswith("fish ") and not line.startswith("fish 0/"):
+            break
+    assert any("Flink web UI" in x for x in lines), "".join(lines)
+    seen |= _descendants(demo.pid)
+    assert len(seen) >= 3, "expected broker, trainer and prediction job processes"
+    demo.send_signal(signal.SIGINT)
+    rest, _ = demo.communicate(timeout=120)
+    assert demo.returncode == 1, rest  # stopped early: says so, still writes a report
+    assert "the report covers what ran" in rest
+    time.sleep(1)
+    assert not [p for p in seen if _alive(p)], "processes left behind"
+    run_dirs = list((tmp_path / "demo").iterdir())
+    assert len(run_dirs) == 1 and (run_dirs[0] / "report.md").exists()
