@@ -8,7 +8,6 @@ session cluster configures itself.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
@@ -60,12 +59,14 @@ def create_stream_env(settings: Settings, *, local: bool = True
     Under ``flink run`` the execution environment is the cluster's; the same
     configuration is layered on top of it.
     """
+    options = flink_config(settings, local=local)
     conf = Configuration()
-    for key, value in flink_config(settings, local=local).items():
+    for key, value in options.items():
         conf.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     t_env = StreamTableEnvironment.create(env)
-    for key, value in flink_config(settings, local=local).items():
+    # Table options (idle timeout, time zone) must also be on the table config.
+    for key, value in options.items():
         t_env.get_config().set(key, value)
     return env, t_env
 
@@ -73,7 +74,3 @@ def create_stream_env(settings: Settings, *, local: bool = True
 def create_table_env(settings: Settings, *, local: bool = True) -> StreamTableEnvironment:
     """Only the table side of ``create_stream_env``."""
     return create_stream_env(settings, local=local)[1]
-
-
-def project_root() -> Path:
-    return Path(__file__).resolve().parent.parent

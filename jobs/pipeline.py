@@ -15,7 +15,6 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import Schema, StatementSet, StreamTableEnvironment
@@ -191,7 +190,3 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None,
     for insert in render(INSERTS, params):
         statements.add_insert_sql(insert)
     return Pipeline(env, t_env, statements)
-
-
-def sql_files() -> list[Path]:
-    return [SQL_DIR / name for name in (SOURCES, SINKS, SCORE, WEIGHTS, JOIN, WINDOW, INSERTS)]

@@ -59,7 +59,3 @@ def make_estimator(interactions: bool = True) -> Pipeline:
         ("features", SpeciesInteractions(interactions=interactions)),
         ("regression", LinearRegression()),
     ])
-
-
-def known_species(estimator: Pipeline) -> list[str]:
-    return list(estimator.named_steps["features"].species_)
