@@ -149,24 +149,16 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _scenario_text(path: Path | None) -> str:
-    from importlib import resources
-
-    if path is None:
-        return resources.files("jobs.scenarios").joinpath("default.toml").read_text()
-    return path.read_text()
-
-
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
     from jobs.demo import DEFAULT_SPEED, run_demo
-    from jobs.scenario import load_scenario
+    from jobs.scenario import load_scenario, scenario_text
 
     scenario = load_scenario(args.scenario)
     run_dir = (Path(settings.state_dir) / "demo" / time.strftime("run-%Y%m%d-%H%M%S")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "scenario.toml").write_text(_scenario_text(args.scenario))
+    (run_dir / "scenario.toml").write_text(scenario_text(args.scenario))
     configure_logging(args.log_level, run_dir / "demo.log")
     print(f"fishweight demo: run directory {run_dir}")
     print(f"  logs: {run_dir}/demo.log, predict.log, trainer.log, broker.log")

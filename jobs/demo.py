@@ -203,10 +203,11 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
         finished_at = None
         while not stop.is_set():
             d = observer.data
+            recent = list(observer.recent_errors)
             line = (f"fish {sent['measurement']}/{scenario.fish_count} | predicted "
                     f"{len(d.predictions)} | joined {len(d.diffs)} | windows {len(d.windows)} | "
                     f"retrain events {len(d.retrains)} | model v{observer.model_version} | "
-                    f"recent error {(sum(observer.recent_errors) / len(observer.recent_errors)) if observer.recent_errors else 0:.3f} | "  # noqa: E501
+                    f"recent error {sum(recent) / len(recent) if recent else 0:.3f} | "
                     f"dead letters {len(d.dead_letters)}")
             status.show(line)
             for child in children:

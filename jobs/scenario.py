@@ -133,17 +133,20 @@ def parse_scenario(data: dict, source: str = "scenario") -> Scenario:
     return scenario
 
 
-def load_scenario(path: str | Path | None = None) -> Scenario:
-    """Read a scenario file; ``None`` is the packaged default (60/60/60)."""
+def scenario_text(path: str | Path | None = None) -> str:
+    """The TOML text of a scenario file; ``None`` is the packaged default (60/60/60)."""
     if path is None:
-        text = resources.files("jobs.scenarios").joinpath("default.toml").read_text()
-        source = "default scenario"
-    else:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ScenarioError(f"cannot read scenario file {path}: {exc}") from exc
-        source = str(path)
+        return resources.files("jobs.scenarios").joinpath("default.toml").read_text()
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario file {path}: {exc}") from exc
+
+
+def load_scenario(path: str | Path | None = None) -> Scenario:
+    """Read and check a scenario file; ``None`` is the packaged default (60/60/60)."""
+    text = scenario_text(path)
+    source = "default scenario" if path is None else str(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
