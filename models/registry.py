@@ -105,7 +105,7 @@ class ModelRegistry:
             return int(json.loads((self.root / POINTER).read_text())["version"])
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{self.root / POINTER} is unreadable: {exc}") from exc
 
     def versions(self) -> list[int]:
@@ -119,8 +119,8 @@ class ModelRegistry:
             return json.loads(path.read_text())
         except FileNotFoundError as exc:
             raise ModelError(f"model version {version} has no manifest at {path}") from exc
-        except ValueError as exc:
-            raise ModelError(f"manifest {path} is not valid JSON: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"manifest {path} is unreadable: {exc}") from exc
 
     def load(self, version: int) -> LoadedModel:
         """Load one version after checking its artifact against the manifest's SHA-256."""
@@ -130,6 +130,8 @@ class ModelRegistry:
             data = path.read_bytes()
         except FileNotFoundError as exc:
             raise ModelError(f"model version {version}: artifact {path} is missing") from exc
+        except OSError as exc:
+            raise ModelError(f"model version {version}: cannot read {path}: {exc}") from exc
         actual = hashlib.sha256(data).hexdigest()
         if actual != manifest.get("sha256"):
             raise ModelError(

@@ -93,3 +93,13 @@ def test_rollback(registry, model):
 def test_pointer_file_is_json(registry, model):
     registry.publish(model)
     assert json.loads((registry.root / "CURRENT").read_text()) == {"version": 1}
+
+
+def test_unreadable_pointer_and_manifest_are_model_errors(registry, model):
+    registry.publish(model)
+    registry.manifest_path(1).write_text("{not json")
+    with pytest.raises(ModelError, match="manifest .* is unreadable"):
+        registry.load_current()
+    (registry.root / "CURRENT").write_text("garbage")
+    with pytest.raises(ModelError, match="CURRENT is unreadable"):
+        registry.current_version()

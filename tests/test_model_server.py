@@ -1,0 +1,44 @@
+"""The UDF's model holder without Flink: poll interval, swap, refusal."""
+
+import time
+
+import pandas as pd
+
+from jobs.model_admin import bootstrap_frame
+from models.registry import ModelRegistry
+from models.training import fit
+from udfs.predict import ModelServer
+
+
+def test_swaps_on_publish_refuses_corrupt_and_respects_poll(tmp_path):
+    registry = ModelRegistry(tmp_path)
+    model = fit(bootstrap_frame())
+    registry.publish(model, {"species": ["salmon"]})
+    server = ModelServer(str(tmp_path), poll_s=1.0)
+    t0 = time.monotonic()
+    assert server.refresh(t0 + 1.0).version == 1
+
+    registry.publish(model, {"species": ["salmon"]})
+    assert server.refresh(t0 + 1.5).version == 1  # polled 0.5 s ago: not yet
+    assert server.refresh(t0 + 2.1).version == 2 and server.swaps == 1
+
+    registry.publish(model, make_current=False)
+    registry.artifact_path(3).write_bytes(b"not a model")
+    registry._point_to(3)
+    assert server.refresh(t0 + 3.2).version == 2 and server.refusals == 1
+    assert server.refresh(t0 + 4.3).version == 2 and server.refusals == 1  # not retried
+
+
+def test_batch_predicts_with_one_version_and_nulls_for_missing_inputs(tmp_path):
+    registry = ModelRegistry(tmp_path)
+    model = fit(bootstrap_frame())
+    registry.publish(model, {"species": ["salmon"]})
+    server = ModelServer(str(tmp_path))
+    out = server.predict(pd.Series(["salmon", None, "pike"]), pd.Series([88.0, None, 60.0]),
+                         pd.Series([19.0, None, 12.0]))
+    assert out["ModelVersion"].tolist() == [1, None, 1]
+    assert out["SpeciesKnown"].tolist() == [True, None, False]
+    assert pd.isna(out["Weight"][1]) and out["Weight"][0] > 0
+    expected = model.predict(pd.DataFrame({"Species": ["salmon"], "Length": [88.0],
+                                           "Height": [19.0]}))[0]
+    assert out["Weight"][0] == expected
