@@ -27,7 +27,7 @@ from kafka import KafkaConsumer, TopicPartition
 from jobs.broker import EmbeddedBroker, create_topics, wait_until_ready
 from jobs.model_admin import bootstrap_model
 from jobs.processes import ChildProcess, inherit_env, python_module
-from jobs.report import Observed, RunData, write_report
+from jobs.report import Observed, RunData, output_topics, write_report
 from jobs.scenario import Scenario
 from jobs.settings import Settings
 from jobs.simulate import SimulationResult, simulate
@@ -53,9 +53,7 @@ class Observer(threading.Thread):
         self.recent_errors: deque[float] = deque(maxlen=20)
         self.model_version = 0
         self.stop = threading.Event()
-        self._topics = {settings.topic_prediction: "predictions", settings.topic_diff: "diffs",
-                        settings.topic_windows: "windows", settings.topic_retrain: "retrains",
-                        settings.topic_dead_letter: "dead_letters"}
+        self._topics = output_topics(settings)
         self.error: Exception | None = None
 
     def run(self) -> None:
@@ -218,10 +216,10 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
                 raise observer.error
             if not simulator.is_alive() and sim_result is not None:
                 finished_at = finished_at or time.monotonic()
-                dead_m = sum(settings.topic_measurement == x.value.get("SourceTopic")
-                             for x in d.dead_letters)
-                done = (len(d.predictions) + dead_m >= sim_result.measurements
-                        and len(d.diffs) >= sim_result.weights - (len(d.dead_letters) - dead_m))
+                done = (len(d.predictions) + d.dead_letters_from(settings.topic_measurement)
+                        >= sim_result.measurements
+                        and len(d.diffs) + d.dead_letters_from(settings.topic_weight)
+                        >= sim_result.weights)
                 if done or time.monotonic() - finished_at > finish_timeout_s:
                     completed = done
                     status.show(line, force=True)
@@ -253,10 +251,7 @@ def read_run_from_kafka(settings: Settings) -> RunData:
     from jobs.broker import read_topic
 
     data = RunData()
-    for topic, name in ((settings.topic_prediction, "predictions"),
-                        (settings.topic_diff, "diffs"), (settings.topic_windows, "windows"),
-                        (settings.topic_retrain, "retrains"),
-                        (settings.topic_dead_letter, "dead_letters")):
+    for topic, name in output_topics(settings).items():
         setattr(data, name, [Observed(json.loads(m.value), m.timestamp)
                              for m in read_topic(settings.bootstrap_servers, topic)])
     data.produced = {

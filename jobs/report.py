@@ -29,6 +29,18 @@ class Observed:
     kafka_ms: int
 
 
+def output_topics(settings: Settings) -> dict[str, str]:
+    """Output topic -> the RunData field that holds its records."""
+    return {settings.topic_prediction: "predictions", settings.topic_diff: "diffs",
+            settings.topic_windows: "windows", settings.topic_retrain: "retrains",
+            settings.topic_dead_letter: "dead_letters"}
+
+
+def arrival_order(records: list[Observed]) -> list[Observed]:
+    """Joined records in the order they were written (Kafka time), ties by event time."""
+    return sorted(records, key=lambda r: (r.kafka_ms, r.value["Timestamp"], r.value["Fish_Id"]))
+
+
 @dataclass
 class RunData:
     predictions: list[Observed] = field(default_factory=list)
@@ -39,6 +51,9 @@ class RunData:
     produced: dict[str, int] = field(default_factory=dict)  # measurements, weights
     decisions: list[dict[str, Any]] = field(default_factory=list)
     manifests: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def dead_letters_from(self, topic: str) -> int:
+        return sum(d.value.get("SourceTopic") == topic for d in self.dead_letters)
 
     def save(self, run_dir: Path) -> None:
         topics = run_dir / "topics"
@@ -84,10 +99,10 @@ def phases(scenario: Scenario) -> list[dict[str, Any]]:
     return out
 
 
-def summarize(data: RunData, scenario: Scenario, threshold: float) -> dict[str, Any]:
+def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str, Any]:
     """Every number of the report, as plain data (also what the end-to-end test checks)."""
-    diffs = sorted(data.diffs, key=lambda r: (r.kafka_ms, r.value["Timestamp"],
-                                              r.value["Fish_Id"]))
+    threshold = settings.error_threshold
+    diffs = arrival_order(data.diffs)
     by_fish = {d.value["Fish_Id"]: d.value for d in diffs}
     blocks = phases(scenario)
     initial_species = set(data.manifests.get(1, {}).get("species", []))
@@ -137,7 +152,7 @@ def summarize(data: RunData, scenario: Scenario, threshold: float) -> dict[str, 
     for d in data.dead_letters:
         dead_by_topic[d.value.get("SourceTopic", "?")] = dead_by_topic.get(
             d.value.get("SourceTopic", "?"), 0) + 1
-    dead_measurements = sum(n for t, n in dead_by_topic.items() if "measurement" in t)
+    dead_measurements = data.dead_letters_from(settings.topic_measurement)
     produced = data.produced.get("measurements")
     return {
         "threshold": threshold,
@@ -175,8 +190,7 @@ def draw_chart(data: RunData, summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    diffs = sorted(data.diffs, key=lambda r: (r.kafka_ms, r.value["Timestamp"],
-                                              r.value["Fish_Id"]))
+    diffs = arrival_order(data.diffs)
     fig, ax = plt.subplots(figsize=(11, 4.8), dpi=110)
     colors = {}
     palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
@@ -263,7 +277,7 @@ def write_markdown(summary: dict[str, Any], path: Path, chart_name: str) -> None
 def write_report(data: RunData, scenario: Scenario, settings: Settings,
                  run_dir: Path) -> dict[str, Any]:
     """Write report.png, report.md and summary.json into ``run_dir``; return the summary."""
-    summary = summarize(data, scenario, settings.error_threshold)
+    summary = summarize(data, scenario, settings)
     draw_chart(data, summary, run_dir / "report.png")
     write_markdown(summary, run_dir / "report.md", "report.png")
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
