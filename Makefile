@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fishweight-installed
 
-.PHONY: install test lint demo clean
+.PHONY: install test test-fast lint demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+LINTED := fishweight jobs udfs models sql tests
+
+# Everything: lint, the fast tier and the slow tier (broker, MiniCluster, end to end).
 test: install
-	$(BIN)/ruff check --output-format concise jobs udfs models tests
+	$(BIN)/ruff check --output-format concise $(LINTED)
 	$(BIN)/python -m pytest
 
+# The fast tier: unit tests and the job's SQL on in-memory rows; no broker.
+test-fast: install
+	$(BIN)/ruff check --output-format concise $(LINTED)
+	$(BIN)/python -m pytest -m "not slow"
+
 lint: install
-	$(BIN)/ruff check --output-format concise jobs udfs models tests
+	$(BIN)/ruff check --output-format concise $(LINTED)
 
 demo: install
 	$(BIN)/fishweight demo

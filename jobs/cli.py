@@ -1,71 +1,30 @@
 """``fishweight`` command line: one subcommand per process of the pipeline.
 
-Every setting of ``jobs.settings.Settings`` is also an option (``--bootstrap-servers``,
-``--window-s``, ...), so explicit options win over environment variables.
+Every setting of ``fishweight.runtime.settings.Settings`` is also an option
+(``--bootstrap-servers``, ``--window-s``, ...), so explicit options win over
+environment variables.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 
-from jobs.settings import Settings
-
-log = logging.getLogger("fishweight")
-
-
-def configure_logging(level: str = "INFO", log_file: Path | None = None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers = [logging.FileHandler(log_file)]
-    logging.basicConfig(level=level, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # kafka-python logs every connection at INFO.
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-
-
-def settings_parser() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("settings (option > environment variable > default)")
-    for f in dataclasses.fields(Settings):
-        kind = f.type if isinstance(f.type, type) else {"int": int, "float": float}.get(f.type, str)
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"setting_{f.name}", type=kind,
-                           default=None, metavar=f.metadata["env"],
-                           help=f.metadata["doc"])
-    parent.add_argument("--log-level", default="INFO")
-    return parent
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    given = {k.removeprefix("setting_"): v for k, v in vars(args).items()
-             if k.startswith("setting_")}
-    return Settings.load(**given)
-
-
-def stop_event_on_signals() -> threading.Event:
-    """An event set by SIGINT/SIGTERM, so loops can finish their current step and exit."""
-    stop = threading.Event()
-
-    def handler(signum, _frame):
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
-
+from fishweight.runtime.options import (
+    configure_logging,
+    settings_from,
+    settings_parser,
+    stop_event_on_signals,
+)
+from fishweight.runtime.settings import Settings
 
 # Subcommands ---------------------------------------------------------------------
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
-    from jobs.broker import EmbeddedBroker, create_topics
+    from fishweight.runtime.broker import EmbeddedBroker
+    from fishweight.runtime.kafka import create_topics
 
     stop = stop_event_on_signals()
     with EmbeddedBroker(port=args.port) as broker:
@@ -79,9 +38,9 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from jobs.broker import create_topics, require_kafka
-    from jobs.scenario import load_scenario
-    from jobs.simulate import simulate
+    from fishweight.jobs.simulate import simulate
+    from fishweight.runtime.kafka import create_topics, require_kafka
+    from fishweight.scenarios import load_scenario
 
     scenario = load_scenario(args.scenario)
     servers = require_kafka(settings, "simulate")
@@ -96,7 +55,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_fetch_jars(args: argparse.Namespace, settings: Settings) -> int:
-    from jobs import jars
+    from fishweight.runtime import jars
 
     for path in jars.fetch(settings.resolved_jar_dir):
         print(f"{path}  sha256 ok")
@@ -104,13 +63,13 @@ def cmd_fetch_jars(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
-    from jobs.predict import run_local
+    from fishweight.jobs.predict import run_local
 
     return run_local(settings, stop_event_on_signals())
 
 
 def cmd_bootstrap_model(args: argparse.Namespace, settings: Settings) -> int:
-    from jobs.model_admin import bootstrap_model
+    from fishweight.models.bootstrap import bootstrap_model
 
     version, scores = bootstrap_model(settings, args.scenario, force=args.force)
     where = settings.resolved_model_dir
@@ -125,22 +84,22 @@ def cmd_bootstrap_model(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    from jobs.model_admin import describe_versions
-    from models.registry import ModelRegistry
+    from fishweight.models.registry import ModelRegistry
 
+    registry = ModelRegistry(settings.resolved_model_dir)
     if args.action == "list":
-        lines = describe_versions(settings)
+        lines = registry.describe()
         print("\n".join(lines) if lines else f"no models in {settings.resolved_model_dir}")
         return 0
-    version = ModelRegistry(settings.resolved_model_dir).rollback(args.version)
+    version = registry.rollback(args.version)
     print(f"now serving model version {version}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from jobs.broker import require_kafka
-    from jobs.train import TrainerService
-    from models.registry import ModelRegistry
+    from fishweight.jobs.train import TrainerService
+    from fishweight.models.registry import ModelRegistry
+    from fishweight.runtime.kafka import require_kafka
 
     ModelRegistry(settings.resolved_model_dir).load_current()  # a clear error if none
     require_kafka(settings, "train")
@@ -152,8 +111,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
-    from jobs.demo import DEFAULT_SPEED, run_demo
-    from jobs.scenario import load_scenario, scenario_text
+    from fishweight.jobs.demo import DEFAULT_SPEED, run_demo
+    from fishweight.scenarios import load_scenario, scenario_text
 
     scenario = load_scenario(args.scenario)
     run_dir = (Path(settings.state_dir) / "demo" / time.strftime("run-%Y%m%d-%H%M%S")).resolve()
@@ -185,15 +144,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from jobs.report import RunData, write_report
-    from jobs.scenario import load_scenario
+    from fishweight.jobs.report import RunData, write_report
+    from fishweight.scenarios import load_scenario
 
     run_dir = args.run_dir.resolve()
     scenario_file = run_dir / "scenario.toml"
     scenario = load_scenario(args.scenario or (scenario_file if scenario_file.exists() else None))
     settings = settings.replace(state_dir=str(run_dir))
     if args.from_kafka:
-        from jobs.demo import read_run_from_kafka
+        from fishweight.jobs.demo import read_run_from_kafka
 
         data = read_run_from_kafka(settings)
     else:
@@ -263,10 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jobs.broker import KafkaNotConfigured
-    from jobs.scenario import ScenarioError
-    from models.registry import ModelError
-    from models.store import StoreError
+    from fishweight.models.registry import ModelError
+    from fishweight.models.store import StoreError
+    from fishweight.runtime import MissingExtra
+    from fishweight.runtime.kafka import KafkaNotConfigured
+    from fishweight.scenarios import ScenarioError
 
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
@@ -277,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args, settings)
-    except (ScenarioError, KafkaNotConfigured, ModelError, StoreError) as exc:
+    except (ScenarioError, KafkaNotConfigured, ModelError, StoreError, MissingExtra) as exc:
         # Problems the user can fix: say what is wrong and how, without a traceback.
         print(f"fishweight {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -24,13 +24,14 @@ from typing import TextIO
 
 from kafka import KafkaConsumer, TopicPartition
 
-from jobs.broker import EmbeddedBroker, create_topics, wait_until_ready
-from jobs.model_admin import bootstrap_model
-from jobs.processes import ChildProcess, inherit_env, python_module
-from jobs.report import Observed, RunData, output_topics, write_report
-from jobs.scenario import Scenario
-from jobs.settings import Settings
-from jobs.simulate import SimulationResult, simulate
+from fishweight.jobs.report import Observed, RunData, output_topics, write_report
+from fishweight.jobs.simulate import SimulationResult, simulate
+from fishweight.models.bootstrap import bootstrap_model
+from fishweight.runtime.broker import EmbeddedBroker
+from fishweight.runtime.kafka import create_topics, wait_until_ready
+from fishweight.runtime.processes import ChildProcess, inherit_env, python_module
+from fishweight.runtime.settings import Settings
+from fishweight.scenarios import Scenario
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +171,9 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
             say(f"initial model v{version}: 100 salmon, R^2 {scores['r2']:.3f}, "
                 f"MAE {scores['mae']:.3f} kg")
         env = settings_env(settings)
-        trainer = ChildProcess("trainer", python_module("jobs.cli", "train"),
+        trainer = ChildProcess("trainer", python_module("fishweight.jobs.cli", "train"),
                                run_dir / "trainer.log", env).start()
-        predict = ChildProcess("prediction job", python_module("jobs.cli", "predict"),
+        predict = ChildProcess("prediction job", python_module("fishweight.jobs.cli", "predict"),
                                run_dir / "predict.log", env).start()
         children += [predict, trainer]
         if settings.web_ui_port:
@@ -248,12 +249,9 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
 
 def read_run_from_kafka(settings: Settings) -> RunData:
     """The output topics of a finished run, re-read from a Kafka that still holds them."""
-    from jobs.broker import read_topic
+    from fishweight.runtime.kafka import read_topic
 
-    data = RunData()
-    for topic, name in output_topics(settings).items():
-        setattr(data, name, [Observed(json.loads(m.value), m.timestamp)
-                             for m in read_topic(settings.bootstrap_servers, topic)])
+    data = RunData.from_kafka(settings)
     data.produced = {
         "measurements": len(read_topic(settings.bootstrap_servers, settings.topic_measurement)),
         "weights": len(read_topic(settings.bootstrap_servers, settings.topic_weight)),

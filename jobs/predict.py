@@ -1,4 +1,16 @@
-"""The prediction job's entry point, for ``fishweight predict`` and ``flink run``.
+"""The prediction job: ``fishweight predict`` (local MiniCluster) and ``flink run`` entry point.
+
+Data path (every step is SQL in ``fishweight.sql``; Python fills options, registers
+the UDFs and adds materialization barriers)::
+
+    measurement_raw ─► 10_score (parse_measurement, predict_weight) ─┬─► prediction_sink
+                                                                     ├─► dead_letter_sink
+    weight_raw ─────► 15_weights (parse_weight) ─────────────────────┤
+                                                                     ▼
+                      20_join (interval join on Fish_Id) ─► diff_sink
+                                        │
+                                        ▼
+                      25_window (tumbling AVG(Error)) ─► window_sink, retrain_sink
 
 Local MiniCluster with the web UI::
 
@@ -7,21 +19,238 @@ Local MiniCluster with the web UI::
 Session cluster (arguments follow the script; there is no -pyargs)::
 
     flink run -d -py jobs/predict.py --bootstrap-servers kafka:9092 --model-dir /models
+
+Why materialize: the planner may copy a view into every statement that reads it,
+which would call the (non-deterministic) prediction UDF once per branch, so the
+prediction sink and the error join could see different predictions during a model
+swap. Passing the scored measurements through ``to_data_stream``/``from_data_stream``
+makes them one physical stream that every branch shares: each measurement is
+predicted once. Validated weights and the join output are materialized likewise.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import threading
+from dataclasses import dataclass
+from typing import Protocol
 
-from jobs.broker import KafkaNotConfigured, create_topics, require_kafka
-from jobs.pipeline import build_pipeline
-from jobs.settings import Settings
-from models.registry import ModelError
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.table import Schema, StatementSet, StreamTableEnvironment
+
+from fishweight import sql
+from fishweight.models.registry import ModelError, ModelRegistry
+from fishweight.runtime.flink_env import create_stream_env
+from fishweight.runtime.kafka import KafkaNotConfigured, create_topics, require_kafka
+from fishweight.runtime.settings import Settings
+from fishweight.udfs.predict import predict_weight
+from fishweight.udfs.validation import parse_measurement, parse_weight
 
 log = logging.getLogger(__name__)
+
+SINK_TABLES = ("prediction_sink", "diff_sink", "window_sink", "retrain_sink",
+               "dead_letter_sink")
+
+
+def _seconds(value: float) -> str:
+    """A seconds literal for INTERVAL '...' SECOND: whole or with milliseconds."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
+
+
+def with_options(options: dict[str, str]) -> str:
+    """The body of a WITH (...) clause."""
+    return ",\n    ".join(f"'{k}' = '{v}'" for k, v in options.items())
+
+
+class Connectors(Protocol):
+    """Where the job reads and writes: the only part that differs between Kafka and tests.
+
+    ``create_sources`` registers ``measurement_raw`` and ``weight_raw`` with the
+    columns of ``sql/01_sources.sql`` (payload, kafka_partition, kafka_offset,
+    kafka_time, event_time with a watermark); ``sink_options`` gives the WITH options
+    of each table in ``SINK_TABLES``.
+    """
+
+    def create_sources(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment,
+                       params: dict[str, str]) -> None:
+        """Register the two raw input tables."""
+
+    def sink_options(self) -> dict[str, dict[str, str]]:
+        """Sink table name -> its connector options."""
+
+
+@dataclass
+class Bounds:
+    """End offsets per partition for a bounded (test or backfill) read of the inputs."""
+
+    measurement: dict[int, int]
+    weight: dict[int, int]
+
+
+@dataclass
+class KafkaConnectors:
+    """The production connectors: JSON on Kafka topics, named by the settings."""
+
+    settings: Settings
+    bounds: Bounds | None = None
+
+    def _source(self, topic: str, offsets: dict[int, int] | None) -> dict[str, str]:
+        s = self.settings
+        options = {
+            "connector": "kafka",
+            "topic": topic,
+            "format": "raw",
+            "properties.bootstrap.servers": s.bootstrap_servers,
+            "properties.group.id": f"{s.consumer_group}-predict",
+        }
+        if offsets is None:
+            # Resume from committed offsets (committed on checkpoints); first run: earliest.
+            options["scan.startup.mode"] = "group-offsets"
+            options["properties.auto.offset.reset"] = "earliest"
+        else:
+            options["scan.startup.mode"] = "earliest-offset"
+            options["scan.bounded.mode"] = "specific-offsets"
+            options["scan.bounded.specific-offsets"] = ";".join(
+                f"partition:{p},offset:{o}"
+                for p, o in sorted({**dict.fromkeys(range(s.topic_partitions), 0),
+                                    **offsets}.items()))
+        return options
+
+    def create_sources(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment,
+                       params: dict[str, str]) -> None:
+        b = self.bounds
+        params = {
+            **params,
+            "measurement_source": with_options(self._source(
+                self.settings.topic_measurement, b.measurement if b else None)),
+            "weight_source": with_options(self._source(
+                self.settings.topic_weight, b.weight if b else None)),
+        }
+        for statement in sql.render(sql.SOURCES, params):
+            t_env.execute_sql(statement)
+
+    def sink_options(self) -> dict[str, dict[str, str]]:
+        s = self.settings
+        common = {
+            "connector": "kafka",
+            "format": "json",
+            "json.timestamp-format.standard": "ISO-8601",
+            "properties.bootstrap.servers": s.bootstrap_servers,
+            "sink.delivery-guarantee": s.delivery_guarantee,
+        }
+        topics = dict(zip(SINK_TABLES, (s.topic_prediction, s.topic_diff, s.topic_windows,
+                                        s.topic_retrain, s.topic_dead_letter), strict=True))
+        out = {}
+        for table, topic in topics.items():
+            options = {**common, "topic": topic}
+            if s.delivery_guarantee == "exactly-once":
+                # One transactional id prefix per sink: they must not fence each other.
+                options["sink.transactional-id-prefix"] = f"{s.consumer_group}-{table}"
+            out[table] = options
+        return out
+
+
+def sql_params(settings: Settings) -> dict[str, str]:
+    """Every tunable placeholder the SQL files use (connector options come separately)."""
+    params = {
+        "topic_measurement": settings.topic_measurement,
+        "topic_weight": settings.topic_weight,
+        "watermark_delay": _seconds(settings.watermark_delay_s),
+        "max_skew_s": str(int(settings.max_clock_skew_s)),
+        "join_bound": _seconds(settings.join_bound_s),
+        "window": _seconds(settings.window_s),
+        "error_threshold": repr(float(settings.error_threshold)),
+    }
+    params["event_time"] = sql.render_expression(sql.EVENT_TIME, params)
+    return params
+
+
+def materialize(t_env: StreamTableEnvironment, view: str, name: str) -> None:
+    """Register ``name`` as ``view`` computed once, with its rowtime as ``row_time``.
+
+    The DataStream round trip is a boundary the planner cannot see through, so every
+    statement reading ``name`` shares one physical stream instead of recomputing it.
+    """
+    stream = t_env.to_data_stream(t_env.from_path(view))
+    t_env.create_temporary_view(name, t_env.from_data_stream(
+        stream,
+        Schema.new_builder()
+        .column_by_metadata("row_time", "TIMESTAMP_LTZ(3)", "rowtime")
+        .watermark("row_time", "SOURCE_WATERMARK()")
+        .build(),
+    ))
+
+
+@dataclass
+class Pipeline:
+    env: StreamExecutionEnvironment
+    t_env: StreamTableEnvironment
+    statements: StatementSet
+    _attached: bool = False
+
+    def _attach(self) -> None:
+        if not self._attached:
+            self.statements.attach_as_datastream()
+            self._attached = True
+
+    def stream_graph(self) -> list[dict]:
+        """The job's operators (id, type, contents), as the web UI will show them."""
+        self._attach()
+        return json.loads(self.env.get_execution_plan())["nodes"]
+
+    def execute(self, name: str = "fishweight-predict"):
+        """Run until the sources end (bounded) or forever (streaming); blocking."""
+        self._attach()
+        return self.env.execute(name)
+
+    def execute_async(self, name: str = "fishweight-predict"):
+        """Submit and return the JobClient (cancel it to stop a streaming run)."""
+        self._attach()
+        return self.env.execute_async(name)
+
+
+def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: bool = True,
+                   connectors: Connectors | None = None) -> Pipeline:
+    """The whole prediction job as one statement set; nothing runs yet.
+
+    ``connectors`` defaults to Kafka (``bounds`` makes that read bounded); the fast
+    test tier passes in-memory sources and file sinks and runs the same SQL.
+    """
+    model_dir = settings.resolved_model_dir
+    ModelRegistry(model_dir).load_current()  # fail now, clearly, if there is no usable model
+    connectors = connectors or KafkaConnectors(settings, bounds)
+    env, t_env = create_stream_env(settings, local=local)
+    t_env.create_temporary_function("parse_measurement", parse_measurement)
+    t_env.create_temporary_function("parse_weight", parse_weight)
+    t_env.create_temporary_function(
+        "predict_weight", predict_weight(str(model_dir.resolve()), settings.model_poll_s))
+
+    params = sql_params(settings)
+    connectors.create_sources(env, t_env, params)
+    sinks = {table: with_options(options)
+             for table, options in connectors.sink_options().items()}
+    for statement in sql.render(sql.SINKS, {**params, **sinks}) + sql.render(sql.SCORE, params):
+        t_env.execute_sql(statement)
+
+    # Predicted once, shared by every branch.
+    materialize(t_env, "measurement_scored", "measurement_scored_once")
+    for statement in sql.render(sql.WEIGHTS, params):
+        t_env.execute_sql(statement)
+    # Parsed once: the join and the dead-letter sink read one weight stream.
+    materialize(t_env, "weight_validated", "weight_validated_once")
+    for statement in sql.render(sql.JOIN, params):
+        t_env.execute_sql(statement)
+    # Joined once: the diff sink and the window read the same join output and state.
+    materialize(t_env, "diffs", "diffs_once")
+    for statement in sql.render(sql.WINDOW, params):
+        t_env.execute_sql(statement)
+    statements = t_env.create_statement_set()
+    for insert in sql.render(sql.INSERTS, params):
+        statements.add_insert_sql(insert)
+    return Pipeline(env, t_env, statements)
 
 
 def start_job(settings: Settings, *, local: bool):
@@ -52,7 +281,7 @@ def run_local(settings: Settings, stop: threading.Event) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``flink run -py jobs/predict.py [settings options]``: submit to the cluster."""
-    from jobs.cli import configure_logging, settings_from, settings_parser
+    from fishweight.runtime.options import configure_logging, settings_from, settings_parser
 
     parser = argparse.ArgumentParser(prog="jobs/predict.py", parents=[settings_parser()],
                                      description=__doc__.splitlines()[0])

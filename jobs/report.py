@@ -14,19 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.scenario import Scenario
-from jobs.settings import Settings
-from models.registry import ModelRegistry
+from fishweight.models.registry import ModelRegistry
+from fishweight.runtime import require_extra
+from fishweight.runtime.settings import Settings
+from fishweight.scenarios import Scenario
 
 TOPIC_FILES = ("predictions", "diffs", "windows", "retrains", "dead_letters")
 
 
 @dataclass
 class Observed:
-    """One output record: its JSON value and Kafka timestamp (ms, when it was written)."""
+    """One output record: its JSON value and Kafka timestamp (ms, when it was written).
+
+    ``kafka_ms`` is None for records that did not come through Kafka (the fast tests).
+    """
 
     value: dict[str, Any]
-    kafka_ms: int
+    kafka_ms: int | None
 
 
 def output_topics(settings: Settings) -> dict[str, str]:
@@ -51,6 +55,21 @@ class RunData:
     produced: dict[str, int] = field(default_factory=dict)  # measurements, weights
     decisions: list[dict[str, Any]] = field(default_factory=list)
     manifests: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def values(self, name: str) -> list[dict[str, Any]]:
+        """The JSON values of one output (``predictions``, ``diffs``, ...)."""
+        return [o.value for o in getattr(self, name)]
+
+    @classmethod
+    def from_kafka(cls, settings: Settings, idle_s: float = 3.0) -> RunData:
+        """Every output topic read from the beginning (until ``idle_s`` without news)."""
+        from fishweight.runtime.kafka import read_topic
+
+        data = cls()
+        for topic, name in output_topics(settings).items():
+            setattr(data, name, [Observed(json.loads(m.value), m.timestamp) for m in
+                                 read_topic(settings.bootstrap_servers, topic, idle_s=idle_s)])
+        return data
 
     def dead_letters_from(self, topic: str) -> int:
         return sum(d.value.get("SourceTopic") == topic for d in self.dead_letters)
@@ -78,7 +97,7 @@ class RunData:
         return data
 
     def attach_state(self, settings: Settings) -> None:
-        from jobs.train import read_decisions
+        from fishweight.models.retrain import read_decisions
 
         self.decisions = read_decisions(settings)
         registry = ModelRegistry(settings.resolved_model_dir)
@@ -185,8 +204,7 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
 
 def draw_chart(data: RunData, summary: dict[str, Any], path: Path) -> None:
     """Relative error per fish in arrival order, species bands, threshold, markers."""
-    import matplotlib
-
+    matplotlib = require_extra("matplotlib", "demo")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from kafka import KafkaProducer
 
-from jobs.scenario import MEASUREMENT, Scenario, events
-from jobs.settings import Settings
+from fishweight.runtime.settings import Settings
+from fishweight.scenarios import MEASUREMENT, Scenario, events
 
 log = logging.getLogger(__name__)
 

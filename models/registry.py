@@ -213,3 +213,19 @@ class ModelRegistry:
             self._point_to(version)
             log.info("rolled back model from version %s to %d", current, version)
             return version
+
+    def describe(self) -> list[str]:
+        """One line per version for ``fishweight models list``; ``*`` marks the served one."""
+        current = self.current_version()
+        lines = []
+        for version in self.versions():
+            m = self.manifest(version)
+            holdout = m.get("metrics", {}).get("holdout_candidate", {})
+            error = holdout.get("mean_relative_error")
+            lines.append(
+                f"{'*' if version == current else ' '} v{version:<4} trained {m.get('trained_at')}"
+                f"  species={','.join(m.get('species', []))}  n={m.get('n_samples')}"
+                + (f"  holdout_error={error:.4f}" if error is not None else "")
+                + f"  parent={m.get('parent_version')}  {m.get('reason', '')}"
+            )
+        return lines

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from fishweight.runtime import require_extra
+
 log = logging.getLogger(__name__)
 
 KEY_FIELDS = ("Fish_Id", "Timestamp")
@@ -101,8 +103,8 @@ class MongoStore:
 
     def __init__(self, uri: str, client: Any = None, retries: int = 3,
                  timeout_ms: int = 5000) -> None:
-        import pymongo
-
+        pymongo = require_extra("pymongo", "mongodb")
+        require_extra("pymongo.errors", "mongodb")
         self._pymongo = pymongo
         self.retries = retries
         self._client = client or pymongo.MongoClient(
@@ -128,15 +130,18 @@ class MongoStore:
         return None  # unreachable
 
     def append(self, records: Iterable[dict[str, Any]]) -> int:
-        UpdateOne = self._pymongo.UpdateOne  # noqa: N806 (pymongo's name)
-        ops = []
-        for record in records:
-            fish_id, timestamp = _key(record)
-            ops.append(UpdateOne({"Fish_Id": fish_id, "Timestamp": timestamp},
-                                 {"$set": dict(record)}, upsert=True))
-        if ops:
-            self._with_retries(lambda: self._collection.bulk_write(ops, ordered=False))
-        return len(ops)
+        # One upsert per record rather than one bulk_write: the records come in poll
+        # batches at the factory's pace, and pymongo's bulk UpdateOne carries arguments
+        # that mongomock (the tests' stand-in for a server) cannot take.
+        keyed = [(_key(record), record) for record in records]
+
+        def upsert_all():
+            for (fish_id, timestamp), record in keyed:
+                self._collection.update_one({"Fish_Id": fish_id, "Timestamp": timestamp},
+                                            {"$set": dict(record)}, upsert=True)
+        if keyed:
+            self._with_retries(upsert_all)
+        return len(keyed)
 
     def latest(self, n: int, before_ms: int | None = None) -> list[dict[str, Any]]:
         where = {} if before_ms is None else {"Timestamp": {"$lt": before_ms}}

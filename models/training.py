@@ -7,7 +7,7 @@ import pandas as pd
 from sklearn.metrics import mean_absolute_error, r2_score
 from sklearn.pipeline import Pipeline
 
-from models.features import INPUT_COLUMNS, TARGET, make_estimator
+from fishweight.models.features import INPUT_COLUMNS, TARGET, make_estimator
 
 
 def to_frame(records: list[dict]) -> pd.DataFrame:

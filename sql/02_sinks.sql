@@ -1,4 +1,5 @@
--- Output topics (JSON).
+-- Output tables (JSON). Their WITH options come from the job: Kafka topics in
+-- production, files in the fast test tier.
 
 CREATE TEMPORARY TABLE prediction_sink (
     Species     STRING,
@@ -8,10 +9,7 @@ CREATE TEMPORARY TABLE prediction_sink (
     `Timestamp` BIGINT,
     Prediction  ROW<Weight DOUBLE, ModelTime STRING, ModelVersion INT, SpeciesKnown BOOLEAN>
 ) WITH (
-    'connector' = 'kafka',
-    'topic'     = '{topic_prediction}',
-    'format'    = 'json',
-    {sink_options}
+    {prediction_sink}
 );
 
 CREATE TEMPORARY TABLE diff_sink (
@@ -26,10 +24,7 @@ CREATE TEMPORARY TABLE diff_sink (
     ModelVersion    INT,
     `Timestamp`     BIGINT
 ) WITH (
-    'connector' = 'kafka',
-    'topic'     = '{topic_diff}',
-    'format'    = 'json',
-    {sink_options}
+    {diff_sink}
 );
 
 CREATE TEMPORARY TABLE retrain_sink (
@@ -43,16 +38,12 @@ CREATE TEMPORARY TABLE retrain_sink (
     ModelVersions   ARRAY<INT>,
     ModelVersionMax INT
 ) WITH (
-    'connector' = 'kafka',
-    'topic'     = '{topic_retrain}',
-    'format'    = 'json',
-    'json.timestamp-format.standard' = 'ISO-8601',
-    {sink_options}
+    {retrain_sink}
 );
 
 -- Every closed window has the retrain event's fields.
 CREATE TEMPORARY TABLE window_sink WITH (
-    'topic' = '{topic_windows}'
+    {window_sink}
 ) LIKE retrain_sink (OVERWRITING OPTIONS);
 
 CREATE TEMPORARY TABLE dead_letter_sink (
@@ -63,9 +54,5 @@ CREATE TEMPORARY TABLE dead_letter_sink (
     Reason         STRING,
     Payload        STRING
 ) WITH (
-    'connector' = 'kafka',
-    'topic'     = '{topic_dead_letter}',
-    'format'    = 'json',
-    'json.timestamp-format.standard' = 'ISO-8601',
-    {sink_options}
+    {dead_letter_sink}
 );

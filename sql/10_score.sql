@@ -1,5 +1,5 @@
 -- Validate every measurement and predict the valid ones. The job materializes this
--- view exactly once (see jobs/pipeline.py) before the prediction sink and the join
+-- view exactly once (see jobs/predict.py) before the prediction sink and the join
 -- use it, so each measurement is predicted once and the error is computed against
 -- the very prediction that was published.
 

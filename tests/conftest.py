@@ -8,8 +8,9 @@ import uuid
 
 import pytest
 
-from jobs.broker import EmbeddedBroker, create_topics
-from jobs.settings import Settings
+from fishweight.runtime.broker import EmbeddedBroker
+from fishweight.runtime.kafka import create_topics
+from fishweight.runtime.settings import Settings
 
 _broker_pids: list[int] = []
 
@@ -66,6 +67,16 @@ def _alive(pid: int) -> bool:
             return fh.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep the fast tier fast: a test that needs the broker must be marked slow."""
+    unmarked = [item.nodeid for item in items
+                if "kafka" in getattr(item, "fixturenames", ())
+                and not item.get_closest_marker("slow")]
+    if unmarked:
+        raise pytest.UsageError("tests that use the broker must be marked slow: "
+                                + ", ".join(unmarked))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -6,7 +6,11 @@ import subprocess
 import sys
 import time
 
-from jobs.broker import wait_until_ready
+import pytest
+
+from fishweight.runtime.kafka import wait_until_ready
+
+pytestmark = pytest.mark.slow  # a real broker and/or MiniCluster
 
 
 def _gone(pid, timeout=10.0):
@@ -30,7 +34,7 @@ def _children(pid):
 def test_broker_dies_with_a_killed_owner():
     owner = subprocess.Popen(
         [sys.executable, "-c",
-         "import time\nfrom jobs.broker import EmbeddedBroker\n"
+         "import time\nfrom fishweight.runtime.broker import EmbeddedBroker\n"
          "b = EmbeddedBroker().start()\nprint(b.pid, b.bootstrap_servers, flush=True)\n"
          "time.sleep(120)\n"],
         stdout=subprocess.PIPE, text=True)
@@ -42,7 +46,7 @@ def test_broker_dies_with_a_killed_owner():
 
 
 def test_fishweight_broker_stops_on_ctrl_c():
-    cli = subprocess.Popen([sys.executable, "-m", "jobs.cli", "broker", "--port", "0"],
+    cli = subprocess.Popen([sys.executable, "-m", "fishweight.jobs.cli", "broker", "--port", "0"],
                            stdout=subprocess.PIPE, text=True)
     first = cli.stdout.readline()
     assert "embedded Kafka broker" in first

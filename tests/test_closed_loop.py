@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from jobs.broker import free_port
-from jobs.cli import main
-from jobs.demo import run_demo
-from jobs.scenario import load_scenario
+from fishweight.jobs.cli import main
+from fishweight.jobs.demo import run_demo
+from fishweight.runtime.broker import free_port
+from fishweight.scenarios import load_scenario
 from tests.conftest import fresh_settings
+
+pytestmark = pytest.mark.slow  # a real broker and/or MiniCluster
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 SPEED = 20.0
@@ -98,7 +100,7 @@ def test_ctrl_c_stops_the_demo_and_leaves_no_process(tmp_path):
     env = {**os.environ, "FISHWEIGHT_STATE_DIR": str(tmp_path),
            "FISHWEIGHT_WEB_UI_PORT": str(free_port())}
     env.pop("FISHWEIGHT_BOOTSTRAP_SERVERS", None)
-    demo = subprocess.Popen([sys.executable, "-m", "jobs.cli", "demo", "--speed", "2"],
+    demo = subprocess.Popen([sys.executable, "-m", "fishweight.jobs.cli", "demo", "--speed", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)
     seen = set()

@@ -2,12 +2,15 @@
 
 import json
 
+import pytest
 from pyflink.table import DataTypes
 from pyflink.table.udf import udf
 
-from jobs.broker import read_topic
-from jobs.flink_env import create_table_env
+from fishweight.runtime.flink_env import create_table_env
+from fishweight.runtime.kafka import read_topic
 from tests.kafka_helpers import bounded_offsets, produce
+
+pytestmark = pytest.mark.slow  # a real broker and/or MiniCluster
 
 
 def test_kafka_to_python_udf_to_kafka(settings):

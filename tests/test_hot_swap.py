@@ -16,12 +16,14 @@ import pandas as pd
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from jobs.pipeline import build_pipeline
-from jobs.scenario import load_scenario, sample_species
-from models.registry import ModelRegistry
-from models.training import fit
+from fishweight.jobs.predict import build_pipeline
+from fishweight.models.bootstrap import bootstrap_model
+from fishweight.models.registry import ModelRegistry
+from fishweight.models.training import fit
+from fishweight.scenarios import load_scenario, sample_species
 from tests.conftest import fresh_settings
-from tests.pipeline_helpers import publish_salmon_model
+
+pytestmark = pytest.mark.slow  # a real broker and/or MiniCluster
 
 SWITCH_WITHIN_S = 2.0
 
@@ -90,7 +92,7 @@ def _two_species_model():
 def test_hot_swap_and_refusal(kafka, tmp_path, parallelism):
     settings = fresh_settings(kafka, tmp_path / "state", parallelism=parallelism)
     registry = ModelRegistry(settings.resolved_model_dir)
-    publish_salmon_model(settings)
+    bootstrap_model(settings)
     job = build_pipeline(settings).execute_async()
     feeder = Feeder(settings)
     reader = PredictionReader(settings)

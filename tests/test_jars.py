@@ -2,8 +2,8 @@ import shutil
 
 import pytest
 
-from jobs import jars
-from jobs.settings import Settings
+from fishweight.runtime import jars
+from fishweight.runtime.settings import Settings
 
 
 def test_missing_jars_name_the_fix(tmp_path):

@@ -4,10 +4,10 @@ import time
 
 import pandas as pd
 
-from jobs.model_admin import bootstrap_frame
-from models.registry import ModelRegistry
-from models.training import fit
-from udfs.predict import ModelServer
+from fishweight.models.bootstrap import bootstrap_frame
+from fishweight.models.registry import ModelRegistry
+from fishweight.models.training import fit
+from fishweight.udfs.predict import ModelServer
 
 
 def test_swaps_on_publish_refuses_corrupt_and_respects_poll(tmp_path):

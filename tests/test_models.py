@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.model_admin import bootstrap_frame
-from jobs.scenario import load_scenario, sample_species
-from models.features import make_estimator
-from models.training import fit, holdout_split, metrics, relative_errors
+from fishweight.models.bootstrap import bootstrap_frame
+from fishweight.models.features import make_estimator
+from fishweight.models.training import fit, holdout_split, metrics, relative_errors
+from fishweight.scenarios import load_scenario, sample_species
 
 SEEDS = range(20)
 

@@ -1,209 +1,31 @@
-"""The prediction job on a real MiniCluster and broker, over a crafted bounded stream.
-
-Event times are fixed, so joins and windows are deterministic: the bounded sources
-end, the watermark jumps to the end and every window closes. The same stream runs
-at parallelism 1 and 2 (topics have 3 partitions).
+"""The prediction job against a real broker: the plan of ``tests/pipeline_plan.py`` produced
+to 3-partition topics and read back with a bounded Kafka source, at parallelism 2
+(the fast tier runs the same checks on in-memory rows at parallelism 1 and 2).
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-
-import pandas as pd
 import pytest
 
-from models.registry import ModelRegistry
+from fishweight.models.bootstrap import bootstrap_model
+from fishweight.models.registry import ModelRegistry
 from tests.conftest import fresh_settings
-from tests.pipeline_helpers import Sent, publish_salmon_model, run_bounded
+from tests.pipeline_helpers import run_bounded
+from tests.pipeline_plan import CHECKS, build_plan
 
-T0 = 1_700_000_040_000  # a whole minute, so window k is [T0 + 60k s, T0 + 60(k+1) s)
-S = 1000
-
-
-def _fish(fish_id, species, measured_ms, length, height):
-    return {"Species": species, "Fish_Id": fish_id, "Length": length, "Height": height,
-            "Timestamp": measured_ms}
+pytestmark = pytest.mark.slow
 
 
-class Plan:
-    """The crafted stream and what the job must make of it."""
-
-    def __init__(self, estimator):
-        self.measurements: list[Sent] = []
-        self.weights: list[Sent] = []
-        self.expected_error: dict[int, float] = {}
-        self.window_of: dict[int, int] = {}
-        self.predicted: dict[int, float] = {}
-        self.bad_measurements: dict[str, str] = {}
-        self.bad_weights: dict[str, str] = {}
-        self.estimator = estimator
-        self.no_diff = set()
-
-    def add(self, fish_id, species, measured_ms, target_error, weight_delay_ms=10 * S,
-            send_weight=True):
-        length = 80.0 + (fish_id % 13) * 0.7
-        height = 17.0 + (fish_id % 7) * 0.3
-        record = _fish(fish_id, species, measured_ms, length, height)
-        self.measurements.append(Sent(record, measured_ms, key=fish_id))
-        frame = pd.DataFrame([{"Species": species, "Length": length, "Height": height}])
-        predicted = float(self.estimator.predict(frame)[0])
-        self.predicted[fish_id] = predicted
-        if not send_weight:
-            self.no_diff.add(fish_id)
-            return
-        weighed_ms = measured_ms + weight_delay_ms
-        actual = round(predicted / (1 + target_error), 3)
-        self.weights.append(Sent({"Species": species, "Fish_Id": fish_id, "Weight": actual,
-                                  "Timestamp": weighed_ms}, weighed_ms, key=fish_id))
-        if weight_delay_ms > 60 * S:
-            self.no_diff.add(fish_id)
-            return
-        self.expected_error[fish_id] = round(abs(predicted - actual) / actual, 3)
-        self.window_of[fish_id] = (weighed_ms - T0) // (60 * S)
-
-    def bad(self, topic_kind, payload: bytes, reason: str, kafka_ms=T0 + 100 * S):
-        target = self.measurements if topic_kind == "m" else self.weights
-        target.append(Sent(payload, kafka_ms))
-        (self.bad_measurements if topic_kind == "m" else self.bad_weights)[payload] = reason
-
-
-def build_plan(estimator) -> Plan:
-    plan = Plan(estimator)
-    fish_id = 1
-    # Window 0: salmon, small errors. Window 1: salmon and walleye, large errors.
-    # Window 2: salmon plus one unknown species, small errors.
-    for window, errors in enumerate([
-        [0.010 + 0.002 * i for i in range(10)],
-        [0.200 + 0.020 * i for i in range(10)],
-        [0.030] * 10,
-    ]):
-        for i, error in enumerate(errors):
-            species = "walleye" if window == 1 and i % 2 else "salmon"
-            if window == 2 and i == 5:
-                species = "pike"  # never seen by the model: predicted and flagged
-            plan.add(fish_id, species, T0 + window * 60 * S + i * 5 * S, error)
-            fish_id += 1
-    plan.add(90, "salmon", T0 + 150 * S, 0.01, weight_delay_ms=61 * S)  # after the bound
-    plan.add(91, "salmon", T0 + 150 * S, 0.01, weight_delay_ms=60 * S)  # on the bound
-    plan.add(92, "salmon", T0 + 152 * S, 0.01, send_weight=False)       # never weighed
-
-    good = f'"Species":"salmon","Fish_Id":500,"Timestamp":{T0 + 100 * S}'
-    plan.bad("m", b"this is not json", "not valid JSON")
-    plan.bad("m", b'{%s,"Length":80.0}' % good.encode(), "missing field(s): Height")
-    plan.bad("m", b'{%s,"Length":"80","Height":17.0}' % good.encode(), "wrong type: Length")
-    plan.bad("m", b'{%s,"Length":NaN,"Height":17.0}' % good.encode(), "non-finite number")
-    plan.bad("m", b'{%s,"Length":-80.0,"Height":17.0}' % good.encode(), "non-positive number")
-    far = b'{"Species":"salmon","Fish_Id":501,"Length":80.0,"Height":17.0,"Timestamp":%d}' % (
-        T0 + 10 * 86_400 * S)
-    plan.bad("m", far, "implausible Timestamp")
-    plan.bad("w", b'{"Species":"salmon","Fish_Id":1,"Weight":0,"Timestamp":%d}' % (T0 + 99 * S),
-             "non-positive number: Weight = 0")
-    plan.bad("w", b'{"Species":"salmon","Fish_Id":2,"Weight":-1.5,"Timestamp":%d}' % (
-        T0 + 99 * S), "non-positive number: Weight = -1.5")
-    plan.bad("w", b'{"Species":"salmon","Weight":4.0,"Timestamp":%d}' % (T0 + 99 * S),
-             "missing field(s): Fish_Id")
-    plan.bad("w", b"{broken", "not valid JSON")
-    return plan
-
-
-@pytest.fixture(scope="module", params=[1, 2], ids=["parallelism1", "parallelism2"])
-def run(request, kafka, tmp_path_factory):
-    settings = fresh_settings(kafka, tmp_path_factory.mktemp("state"),
-                              parallelism=request.param)
-    publish_salmon_model(settings)
+@pytest.fixture(scope="module")
+def run(kafka, tmp_path_factory):
+    settings = fresh_settings(kafka, tmp_path_factory.mktemp("state"), parallelism=2)
+    bootstrap_model(settings)
     model = ModelRegistry(settings.resolved_model_dir).load_current()
     plan = build_plan(model.estimator)
     outputs = run_bounded(settings, plan.measurements, plan.weights)
     return settings, model, plan, outputs
 
 
-def test_predictions_match_the_model(run):
-    _, model, plan, out = run
-    by_id = Counter(p["Fish_Id"] for p in out.predictions)
-    assert set(by_id) == set(plan.predicted)
-    assert max(by_id.values()) == 1, "a measurement was predicted twice"
-    for p in out.predictions:
-        pred = p["Prediction"]
-        assert math.isclose(pred["Weight"], plan.predicted[p["Fish_Id"]], abs_tol=1e-9)
-        assert pred["ModelVersion"] == model.version == 1
-        assert pred["ModelTime"] == model.trained_at
-        assert pred["SpeciesKnown"] is (p["Species"] == "salmon")  # the model saw only salmon
-
-
-def test_join_yields_one_diff_per_fish_within_the_bound(run):
-    _, _, plan, out = run
-    ids = Counter(d["Fish_Id"] for d in out.diffs)
-    assert set(ids) == set(plan.expected_error), set(ids) ^ set(plan.expected_error)
-    assert max(ids.values()) == 1
-    assert 90 not in ids and 92 not in ids and 91 in ids
-    for d in out.diffs:
-        assert d["Error"] == pytest.approx(plan.expected_error[d["Fish_Id"]], abs=1.01e-3)
-        assert d["PredictedWeight"] == pytest.approx(plan.predicted[d["Fish_Id"]], abs=1e-9)
-        assert d["ModelVersion"] == 1
-
-
-def test_only_the_bad_window_triggers_a_retrain(run):
-    settings, _, plan, out = run
-    assert len(out.retrains) == 1, out.retrains
-    event = out.retrains[0]
-    in_window = [i for i, w in plan.window_of.items() if w == 1]
-    assert event["WindowStart"].startswith(
-        pd.Timestamp(T0 + 60 * S, unit="ms").strftime("%Y-%m-%dT%H:%M"))
-    assert set(event["Species"]) == {"salmon", "walleye"}
-    assert (event["Fish_Id_Start"], event["Fish_Id_End"]) == (min(in_window), max(in_window))
-    assert event["Count"] == len(in_window) == 10
-    observed = {d["Fish_Id"]: d["Error"] for d in out.diffs}
-    assert event["ErrorAvg"] == pytest.approx(sum(observed[i] for i in in_window) / 10)
-    assert event["ErrorAvg"] > settings.error_threshold
-    assert event["ModelVersions"] == [1] and event["ModelVersionMax"] == 1
-    for window in (0, 2, 3):
-        errors = [observed[i] for i, w in plan.window_of.items() if w == window]
-        assert errors and sum(errors) / len(errors) < settings.error_threshold
-
-
-def test_every_window_is_reported_once(run):
-    _, _, plan, out = run
-    counts = Counter(w["WindowStart"] for w in out.windows)
-    assert len(counts) == 4 and set(counts.values()) == {1}
-    assert sorted(w["Count"] for w in out.windows) == sorted(
-        Counter(plan.window_of.values()).values())
-    assert [w for w in out.windows if w["ErrorAvg"] > 0.15] == out.retrains
-
-
-def test_bad_input_is_dead_lettered_with_its_reason(run):
-    settings, _, plan, out = run
-    expected = [(settings.topic_measurement, p, r) for p, r in plan.bad_measurements.items()]
-    expected += [(settings.topic_weight, p, r) for p, r in plan.bad_weights.items()]
-    got = {(d["SourceTopic"], d["Payload"].encode()): d["Reason"] for d in out.dead_letters}
-    assert len(out.dead_letters) == len(expected)
-    for topic, payload, reason in expected:
-        assert reason in got[(topic, payload)], (payload, got[(topic, payload)])
-    for d in out.dead_letters:
-        assert d["Offset"] >= 0 and d["Partition"] in (0, 1, 2)
-
-
-def test_every_input_record_is_accounted_for(run):
-    settings, _, plan, out = run
-    dead_m = sum(d["SourceTopic"] == settings.topic_measurement for d in out.dead_letters)
-    dead_w = sum(d["SourceTopic"] == settings.topic_weight for d in out.dead_letters)
-    assert len(out.predictions) + dead_m == len(plan.measurements)
-    late_weights = 1  # fish 90: valid, but after the join bound
-    assert len(out.diffs) + late_weights + dead_w == len(plan.weights)
-
-
-def test_plan_reads_predicts_and_joins_once(settings):
-    """The planner must not copy a source, the prediction UDF or the join into branches."""
-    from jobs.pipeline import build_pipeline
-
-    publish_salmon_model(settings)
-    contents = [node["contents"] for node in build_pipeline(settings).stream_graph()]
-
-    def count(text):
-        return sum(text in c for c in contents)
-
-    assert count("predict_weight(") == 1
-    assert count("parse_measurement(") == 1 and count("parse_weight(") == 1
-    assert count("IntervalJoin(") == 1
-    assert count("table=[[default_catalog, default_database, measurement_raw") == 1
-    assert count("table=[[default_catalog, default_database, weight_raw") == 1
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_job_over_kafka(run, check):
+    check(run)

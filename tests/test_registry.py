@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from jobs.model_admin import bootstrap_frame
-from models.registry import ModelError, ModelRegistry
-from models.training import fit
+from fishweight.models.bootstrap import bootstrap_frame
+from fishweight.models.registry import ModelError, ModelRegistry
+from fishweight.models.training import fit
 
 
 @pytest.fixture
@@ -45,8 +45,8 @@ def test_crash_in_another_process_leaves_no_half_written_file(registry, model, t
     registry.publish(model)
     script = (
         "import os, sys, joblib\n"
-        "from models.registry import ModelRegistry\n"
-        "import models.registry as r\n"
+        "from fishweight.models.registry import ModelRegistry\n"
+        "import fishweight.models.registry as r\n"
         "real = r._write_atomic\n"
         "def dying(path, data):\n"
         "    if path.name == 'CURRENT':\n"

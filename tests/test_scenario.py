@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from jobs.scenario import MEASUREMENT, WEIGHT, ScenarioError, events, load_scenario
+from fishweight.scenarios import MEASUREMENT, WEIGHT, ScenarioError, events, load_scenario
 
 START = 1_700_000_000_000
 

@@ -1,6 +1,6 @@
 import pytest
 
-from jobs.settings import Settings, markdown_table
+from fishweight.runtime.settings import Settings, markdown_table
 
 
 def test_defaults_match_the_reference():
@@ -54,4 +54,4 @@ def test_readme_table_lists_every_setting():
     from pathlib import Path
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert markdown_table() in readme, "regenerate with: python -m jobs.settings"
+    assert markdown_table() in readme, "regenerate with: python -m fishweight.runtime.settings"

@@ -2,9 +2,13 @@
 
 import json
 
-from jobs.broker import partition_counts, read_topic
-from jobs.scenario import MEASUREMENT, WEIGHT, events, load_scenario, parse_scenario
-from jobs.simulate import simulate
+import pytest
+
+from fishweight.jobs.simulate import simulate
+from fishweight.runtime.kafka import partition_counts, read_topic
+from fishweight.scenarios import MEASUREMENT, WEIGHT, events, load_scenario, parse_scenario
+
+pytestmark = pytest.mark.slow  # a real broker and/or MiniCluster
 
 START = 1_700_000_000_000
 

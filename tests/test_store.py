@@ -8,7 +8,7 @@ pymongo's API. The same MongoStore code talks to a real server in docker/.
 import mongomock
 import pytest
 
-from models.store import MongoStore, SqliteStore, StoreError, _redact, open_store
+from fishweight.models.store import MongoStore, SqliteStore, StoreError, _redact, open_store
 
 
 @pytest.fixture(params=["sqlite", "mongodb-via-mongomock-stand-in"])

@@ -9,12 +9,15 @@ import time
 import numpy as np
 import pytest
 
-from jobs.scenario import load_scenario, sample_species
-from jobs.train import TrainerService, read_decisions
-from models.registry import ModelRegistry
-from models.store import open_store
+from fishweight.jobs.train import TrainerService
+from fishweight.models.bootstrap import bootstrap_model
+from fishweight.models.registry import ModelRegistry
+from fishweight.models.retrain import read_decisions
+from fishweight.models.store import open_store
+from fishweight.scenarios import load_scenario, sample_species
 from tests.kafka_helpers import produce
-from tests.pipeline_helpers import publish_salmon_model
+
+pytestmark = pytest.mark.slow  # a real broker and/or MiniCluster
 
 T0 = 1_700_000_000_000
 
@@ -79,7 +82,7 @@ class Running:
 
 @pytest.fixture
 def trainer_settings(settings):
-    publish_salmon_model(settings)
+    bootstrap_model(settings)
     return settings
 
 
@@ -167,7 +170,7 @@ def test_restart_resumes_from_committed_offsets(trainer_settings):
 
 
 def test_unreadable_records_are_dead_lettered(trainer_settings):
-    from jobs.broker import read_topic
+    from fishweight.runtime.kafka import read_topic
 
     settings = trainer_settings
     produce(settings.bootstrap_servers, settings.topic_diff, [b"garbage", {"no": "key"}])

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from udfs.validation import check_measurement, check_weight
+from fishweight.udfs.validation import check_measurement, check_weight
 
 GOOD_M = {"Species": "salmon", "Fish_Id": 7, "Length": 88.1, "Height": 19.2,
           "Timestamp": 1_700_000_000_000}

@@ -17,7 +17,7 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-from models.registry import LoadedModel, ModelError, ModelRegistry
+from fishweight.models.registry import LoadedModel, ModelError, ModelRegistry
 
 log = logging.getLogger(__name__)
 

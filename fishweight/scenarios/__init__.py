@@ -136,7 +136,7 @@ def parse_scenario(data: dict, source: str = "scenario") -> Scenario:
 def scenario_text(path: str | Path | None = None) -> str:
     """The TOML text of a scenario file; ``None`` is the packaged default (60/60/60)."""
     if path is None:
-        return resources.files("jobs.scenarios").joinpath("default.toml").read_text()
+        return resources.files("fishweight.scenarios").joinpath("default.toml").read_text()
     try:
         return Path(path).read_text()
     except OSError as exc:

