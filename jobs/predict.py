@@ -162,6 +162,8 @@ def sql_params(settings: Settings) -> dict[str, str]:
         "max_skew_s": str(int(settings.max_clock_skew_s)),
         "join_bound": _seconds(settings.join_bound_s),
         "window": _seconds(settings.window_s),
+        "window_ms": str(round(settings.window_s * 1000)),
+        "min_count": str(settings.min_window_count),
         "error_threshold": repr(float(settings.error_threshold)),
     }
     params["event_time"] = sql.render_expression(sql.EVENT_TIME, params)

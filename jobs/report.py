@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fishweight.models.registry import ModelRegistry
+from fishweight.models.retrain import ACTIONS
 from fishweight.runtime import require_extra
 from fishweight.runtime.settings import Settings
 from fishweight.scenarios import Scenario
@@ -118,6 +119,61 @@ def phases(scenario: Scenario) -> list[dict[str, Any]]:
     return out
 
 
+RECOVERY_ROLL = 5  # fish in the rolling mean that must stay below the threshold
+
+
+def noise_floor(diff: dict[str, Any], scenario: Scenario) -> float | None:
+    """|true weight - actual| / actual: the error of a model that knows the profile."""
+    profile = scenario.species.get(diff["Species"])
+    if profile is None:
+        return None
+    true = (profile.intercept + profile.length_coef * diff["Length"]
+            + profile.height_coef * diff["Height"])
+    return abs(true - diff["ActualWeight"]) / diff["ActualWeight"]
+
+
+def drifts(by_fish: dict[int, dict[str, Any]], blocks: list[dict[str, Any]],
+           manifests: dict[int, dict[str, Any]], scenario: Scenario,
+           threshold: float) -> list[dict[str, Any]]:
+    """Per species block after the first: how fast the loop adapted.
+
+    *Served*: the first fish of the block predicted by a version trained on its species.
+    *Recovery*: the first served fish from which the rolling mean error of the last
+    ``RECOVERY_ROLL`` fish stays below the threshold to the end of the block.
+    """
+    out = []
+    for b in blocks[1:]:
+        fish = [by_fish[i] for i in range(b["first_fish_id"], b["last_fish_id"] + 1)
+                if i in by_fish]
+        if not fish:
+            continue
+        errors = [d["Error"] for d in fish]
+        knows = [b["species"] in manifests.get(d["ModelVersion"], {}).get("species", [])
+                 for d in fish]
+        served = next((k for k, known in enumerate(knows) if known), len(fish))
+        recovery = next((k for k in range(served, len(fish)) if knows[k] and all(
+            statistics.fmean(errors[max(k, j - RECOVERY_ROLL + 1):j + 1]) < threshold
+            for j in range(k, len(fish)))), len(fish))
+        after = fish[recovery:]
+        floors = [f for f in (noise_floor(d, scenario) for d in after) if f is not None]
+        error_after = _mean([d["Error"] for d in after])
+        floor = _mean(floors)
+        out.append({
+            "species": b["species"], "first_fish_id": b["first_fish_id"], "fish": len(fish),
+            "known_at_start": knows[0],
+            "fish_until_served": served,
+            "fish_until_recovery": recovery,
+            "recovery_fish_id": fish[recovery]["Fish_Id"] if recovery < len(fish) else None,
+            "over_threshold_until_recovery": sum(e > threshold for e in errors[:recovery]),
+            "over_threshold_after_recovery": sum(e > threshold for e in errors[recovery:]),
+            "mean_error_after_recovery": error_after,
+            "noise_floor": floor,
+            "error_to_noise_floor": (round(error_after / floor, 2)
+                                     if error_after is not None and floor else None),
+        })
+    return out
+
+
 def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str, Any]:
     """Every number of the report, as plain data (also what the end-to-end test checks)."""
     threshold = settings.error_threshold
@@ -135,15 +191,18 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
         served = [p for p in data.predictions if p.value["Prediction"]["ModelVersion"] == version]
         first = min(served, key=lambda p: p.kafka_ms) if served else None
         trigger = next((r for r in data.retrains if r.value == decision["event"]), None)
+        manifest = data.manifests.get(version, {})
         versions.append({
             "version": version,
-            "trained_on_fish_ids": data.manifests.get(version, {}).get(
-                "training_window", {}).get("fish_ids"),
-            "species": data.manifests.get(version, {}).get("species"),
-            "holdout": decision.get("detail"),
+            "reason": decision.get("reason", "window"),
+            "trained_on_fish_ids": manifest.get("training_window", {}).get("fish_ids"),
+            "species": manifest.get("species"),
+            "training_species": manifest.get("species_records"),
+            "gate": decision.get("detail"),
             "first_fish_id_served": first.value["Fish_Id"] if first else None,
             "retrain_window": [decision["event"].get("Fish_Id_Start"),
                                decision["event"].get("Fish_Id_End")],
+            "trigger_species": decision["event"].get("Species"),
             "seconds_retrain_event_to_first_prediction": (
                 round((first.kafka_ms - trigger.kafka_ms) / 1000, 2)
                 if first and trigger else None),
@@ -190,8 +249,8 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
         "drift_start_fish_id": drift_start,
         "recovery_fish_id": recovery,
         "retrain_events": [r.value for r in data.retrains],
-        "decisions": {a: sum(d["action"] == a for d in data.decisions)
-                      for a in ("promoted", "not_promoted", "skipped_stale", "skipped_too_few")},
+        "decisions": {a: sum(d["action"] == a for d in data.decisions) for a in ACTIONS},
+        "drifts": drifts(by_fish, blocks, data.manifests, scenario, threshold),
         "versions_promoted": versions,
         "per_phase": per_phase,
         "per_species_mean_error": {s: _mean(e) for s, e in species_errors.items()},
@@ -267,19 +326,31 @@ def write_markdown(summary: dict[str, Any], path: Path, chart_name: str) -> None
         f"{c['accounted']}",
         f"- joined pairs: {c['joined_pairs']}, windows closed: {c['windows_closed']}, "
         f"retrain events: {c['retrain_events']}", "",
-        "## Drift and recovery",
-        f"- drift starts at fish {summary['drift_start_fish_id']}; the first fish predicted "
-        f"by a retrained model is {summary['recovery_fish_id']}",
-        f"- fish with error > {summary['threshold']} after the drift started and before "
-        f"recovery: {summary['fish_over_threshold_after_drift_before_recovery']}",
-        f"- trainer decisions: {summary['decisions']}",
+        "## Drifts: how fast the loop adapted", "",
+        f"A drift is each species block after the first. *Served*: fish of the block before "
+        f"the first one predicted by a model trained on its species. *Recovery*: from there "
+        f"the rolling mean error of {RECOVERY_ROLL} fish stays below {summary['threshold']}. "
+        "The noise floor is the error of the true weight formula on the same fish.", "",
+        "| block | species | first fish | fish until served | fish until recovery | "
+        f"fish > {summary['threshold']} until recovery | error after recovery | noise floor "
+        "| ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    for k, d in enumerate(summary["drifts"], start=2):
+        lines.append(
+            f"| {k} | {d['species']} | {d['first_fish_id']} | {d['fish_until_served']} | "
+            f"{d['fish_until_recovery']} | {d['over_threshold_until_recovery']} | "
+            f"{d['mean_error_after_recovery']} | {d['noise_floor']} | "
+            f"{d['error_to_noise_floor']} |")
+    lines += ["", "## Model versions", "",
+              f"- trainer decisions: {summary['decisions']}"]
     for v in summary["versions_promoted"]:
         lines.append(
-            f"- v{v['version']} (species {v['species']}) triggered by the window of fish "
-            f"{v['retrain_window'][0]}-{v['retrain_window'][1]}; {v['holdout']}; first served "
-            f"fish {v['first_fish_id_served']}, "
-            f"{v['seconds_retrain_event_to_first_prediction']} s after the retrain event")
+            f"- v{v['version']} ({v['reason']}), trained on {v['training_species']}; "
+            f"trigger {v['trigger_species']} fish {v['retrain_window'][0]}-"
+            f"{v['retrain_window'][1]}; {v['gate']}; first served fish "
+            f"{v['first_fish_id_served']}, {v['seconds_retrain_event_to_first_prediction']} s "
+            "after the retrain event")
     lines += ["", "## Mean relative error", "",
               "| phase | species | fish | mean | before recovery | after recovery |",
               "|---|---|---|---|---|---|"]

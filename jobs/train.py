@@ -20,7 +20,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
 from fishweight.models.registry import ModelError
-from fishweight.models.retrain import Trainer, TrainerStats
+from fishweight.models.retrain import Trainer, TrainerStats, trigger_time_ms
 from fishweight.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,24 +93,32 @@ class TrainerService:
             self.trainer.store_diffs(records)
             self._commit(tp, messages[-1].offset + 1)
 
-    def _catch_up_diffs(self, max_s: float = 1.0) -> None:
+    def _catch_up_diffs(self, event: dict, max_s: float = 5.0) -> None:
         """Store the diffs already in Kafka before deciding on a retrain event.
 
-        The triggering window's diffs were written a join bound before the window
-        closed, so a short catch-up suffices. It is capped in time: under a steady
+        The job writes the triggering record to weight-diff and the event to
+        weight-retrain at about the same moment, so the event can arrive first. Poll
+        diffs until the store holds the triggering record (the event's
+        ``Timestamp_End``) and nothing more arrives, capped in time: under a steady
         stream of new diffs an "until nothing arrives" loop would never end.
         """
+        wanted = trigger_time_ms(event)
         self.consumer.pause(*self.retrain_parts)
         deadline = time.monotonic() + max_s
         try:
-            while time.monotonic() < deadline and (batch := self.consumer.poll(timeout_ms=200)):
+            while time.monotonic() < deadline:
+                batch = self.consumer.poll(timeout_ms=200)
                 self._store(batch)
+                have = self.trainer.store.latest(1, wanted)
+                if not batch and (wanted is None or (have and have[0]["Timestamp"] >= wanted - 1)):
+                    return
         finally:
             self.consumer.resume(*self.retrain_parts)
 
     def poll_once(self, timeout_ms: int = 500) -> None:
         batch = self.consumer.poll(timeout_ms=timeout_ms)
-        self._store({tp: m for tp, m in batch.items() if tp.topic == self.settings.topic_diff})
+        diffs = {tp: m for tp, m in batch.items() if tp.topic == self.settings.topic_diff}
+        self._store(diffs)
         for tp, messages in batch.items():
             if tp.topic != self.settings.topic_retrain:
                 continue
@@ -119,7 +127,7 @@ class TrainerService:
                 if event is None:
                     self._dead_letter(message, "trainer: not a weight-retrain JSON record")
                 else:
-                    self._catch_up_diffs()
+                    self._catch_up_diffs(event)
                     try:
                         self.trainer.handle_retrain(event)
                     except ModelError as exc:
@@ -127,6 +135,8 @@ class TrainerService:
                         log.error("cannot handle retrain event: %s", exc)
                         raise
                 self._commit(tp, message.offset + 1)
+        if diffs:
+            self.trainer.refine_if_due()
 
     def run(self, stop: threading.Event) -> TrainerStats:
         log.info("trainer consuming %s and %s; models in %s; store %s",

@@ -35,7 +35,9 @@ def bootstrap_model(settings: Settings, scenario_path=None, force: bool = False
     version = registry.publish(estimator, {
         "n_samples": len(frame),
         "species": sorted(set(frame["Species"])),
-        "features": estimator.named_steps["features"].feature_names(),
+        "species_records": {BOOTSTRAP_SPECIES: len(frame)},
+        "evidence": {BOOTSTRAP_SPECIES: len(frame)},
+        "model": estimator.describe(),
         "training_window": {"source": f"bootstrap: {len(frame)} simulated "
                                       f"{BOOTSTRAP_SPECIES}, seed {BOOTSTRAP_SEED}"},
         "metrics": {"training": scores},

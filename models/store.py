@@ -11,7 +11,7 @@ Two backends behind one small interface, chosen by URI:
 Appends are idempotent upserts keyed by (Fish_Id, Timestamp), so a record delivered
 twice (at-least-once Kafka) is stored once. ``latest(n)`` returns the newest records
 by ``Timestamp``, newest first; ``latest(n, before_ms=t)`` the same among the records
-older than ``t``.
+older than ``t``; ``latest(n, species=s)`` those of one species (species memory).
 """
 
 from __future__ import annotations
@@ -39,8 +39,15 @@ class TrainingStore(Protocol):
     def append(self, records: Iterable[dict[str, Any]]) -> int:
         """Upsert records; returns how many were given."""
 
-    def latest(self, n: int, before_ms: int | None = None) -> list[dict[str, Any]]:
-        """The ``n`` newest records by Timestamp (only those before ``before_ms``), newest first."""
+    def latest(self, n: int, before_ms: int | None = None,
+               species: str | None = None) -> list[dict[str, Any]]:
+        """The ``n`` newest records by Timestamp, newest first.
+
+        Only records with ``Timestamp < before_ms`` and (when given) of ``species``.
+        """
+
+    def species_counts(self, before_ms: int | None = None) -> dict[str, int]:
+        """Stored records per species (only those before ``before_ms``)."""
 
     def count(self) -> int:
         """How many distinct records are stored."""
@@ -71,6 +78,9 @@ class SqliteStore:
             " PRIMARY KEY (fish_id, timestamp))")
         self._db.execute(
             "CREATE INDEX IF NOT EXISTS training_data_by_time ON training_data (timestamp)")
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS training_data_by_species ON training_data"
+            " (json_extract(record, '$.Species'), timestamp)")
         self._db.commit()
 
     def append(self, records: Iterable[dict[str, Any]]) -> int:
@@ -81,12 +91,25 @@ class SqliteStore:
                 "ON CONFLICT (fish_id, timestamp) DO UPDATE SET record = excluded.record", rows)
         return len(rows)
 
-    def latest(self, n: int, before_ms: int | None = None) -> list[dict[str, Any]]:
-        cursor = self._db.execute(
-            "SELECT record FROM training_data WHERE timestamp < ?"
-            " ORDER BY timestamp DESC, fish_id DESC LIMIT ?",
-            (2**63 - 1 if before_ms is None else before_ms, n))
+    def latest(self, n: int, before_ms: int | None = None,
+               species: str | None = None) -> list[dict[str, Any]]:
+        before = 2**63 - 1 if before_ms is None else before_ms
+        if species is None:
+            cursor = self._db.execute(
+                "SELECT record FROM training_data WHERE timestamp < ?"
+                " ORDER BY timestamp DESC, fish_id DESC LIMIT ?", (before, n))
+        else:
+            cursor = self._db.execute(
+                "SELECT record FROM training_data"
+                " WHERE json_extract(record, '$.Species') = ? AND timestamp < ?"
+                " ORDER BY timestamp DESC, fish_id DESC LIMIT ?", (species, before, n))
         return [json.loads(row[0]) for row in cursor]
+
+    def species_counts(self, before_ms: int | None = None) -> dict[str, int]:
+        cursor = self._db.execute(
+            "SELECT json_extract(record, '$.Species'), COUNT(*) FROM training_data"
+            " WHERE timestamp < ? GROUP BY 1", (2**63 - 1 if before_ms is None else before_ms,))
+        return {species: count for species, count in cursor if species is not None}
 
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM training_data").fetchone()[0]
@@ -116,6 +139,7 @@ class MongoStore:
         self._collection = self._client[self.DATABASE][self.COLLECTION]
         self._collection.create_index([("Timestamp", pymongo.DESCENDING)])
         self._collection.create_index([("Fish_Id", 1), ("Timestamp", 1)], unique=True)
+        self._collection.create_index([("Species", 1), ("Timestamp", -1)])
 
     def _with_retries(self, action):
         errors = (self._pymongo.errors.AutoReconnect, self._pymongo.errors.NetworkTimeout)
@@ -143,14 +167,23 @@ class MongoStore:
             self._with_retries(upsert_all)
         return len(keyed)
 
-    def latest(self, n: int, before_ms: int | None = None) -> list[dict[str, Any]]:
-        where = {} if before_ms is None else {"Timestamp": {"$lt": before_ms}}
+    def latest(self, n: int, before_ms: int | None = None,
+               species: str | None = None) -> list[dict[str, Any]]:
+        where: dict[str, Any] = {} if before_ms is None else {"Timestamp": {"$lt": before_ms}}
+        if species is not None:
+            where["Species"] = species
 
         def query():
             cursor = self._collection.find(where, {"_id": False}).sort(
                 [("Timestamp", -1), ("Fish_Id", -1)]).limit(n)
             return list(cursor)
         return self._with_retries(query)
+
+    def species_counts(self, before_ms: int | None = None) -> dict[str, int]:
+        match = {} if before_ms is None else {"Timestamp": {"$lt": before_ms}}
+        pipeline = [{"$match": match}, {"$group": {"_id": "$Species", "n": {"$sum": 1}}}]
+        rows = self._with_retries(lambda: list(self._collection.aggregate(pipeline)))
+        return {row["_id"]: row["n"] for row in rows if row["_id"] is not None}
 
     def count(self) -> int:
         return self._with_retries(lambda: self._collection.count_documents({}))

@@ -1,13 +1,26 @@
-"""Fitting and scoring weight models on tabular fish records."""
+"""Fitting, scoring and the retraining rules: species memory, the gate, refinement.
+
+``select_training_records``  the newest N records up to the trigger, plus species memory.
+``loo_gate``                 the candidate's leave-one-out error vs the current model's
+                             error on records it has not trained on.
+``refinement_due``           species whose stored records crossed R since the last promotion.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import mean_absolute_error, r2_score
-from sklearn.pipeline import Pipeline
 
-from fishweight.models.features import INPUT_COLUMNS, TARGET, make_estimator
+from fishweight.models.estimator import (
+    INPUT_COLUMNS,
+    TARGET,
+    SpeciesShrinkageRegressor,
+    make_estimator,
+)
 
 
 def to_frame(records: list[dict]) -> pd.DataFrame:
@@ -21,10 +34,8 @@ def to_frame(records: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def fit(frame: pd.DataFrame, interactions: bool = True) -> Pipeline:
-    estimator = make_estimator(interactions=interactions)
-    estimator.fit(frame[INPUT_COLUMNS], frame[TARGET].to_numpy(dtype=float))
-    return estimator
+def fit(frame: pd.DataFrame) -> SpeciesShrinkageRegressor:
+    return make_estimator().fit(frame[INPUT_COLUMNS], frame[TARGET].to_numpy(dtype=float))
 
 
 def relative_errors(estimator, frame: pd.DataFrame) -> np.ndarray:
@@ -44,18 +55,72 @@ def metrics(estimator, frame: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def holdout_split(frame: pd.DataFrame, every: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every ``every``-th record (in the given order) is held out; the rest trains.
+LatestFn = Callable[[int, "int | None", "str | None"], list[dict[str, Any]]]
 
-    Deterministic, and in time order it samples each phase of the stream evenly.
+
+def select_training_records(latest: LatestFn, species_seen: Iterable[str], before_ms: int,
+                            n_latest: int = 50, memory_k: int = 25) -> list[dict[str, Any]]:
+    """The newest ``n_latest`` records before ``before_ms`` plus species memory.
+
+    ``latest(n, before_ms, species)`` returns the ``n`` newest stored records with
+    ``Timestamp < before_ms`` (of ``species`` only, when given), newest first - the
+    store's ``latest`` with an optional species filter. Pass ``before_ms = trigger
+    Timestamp + 1`` to include the triggering record. Every species in
+    ``species_seen`` (all species ever stored) that has fewer than ``memory_k`` records
+    among the newest is topped up with its own newest records, so a species that is
+    absent from the recent stream is not forgotten and a new species gets at least
+    ``memory_k`` records once that many exist. Returned oldest first, without duplicates.
     """
-    mask = (np.arange(len(frame)) % every) == every - 1
-    return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
+    chosen = {(r["Fish_Id"], r["Timestamp"]): r for r in latest(n_latest, before_ms, None)}
+    counts: dict[str, int] = {}
+    for r in chosen.values():
+        counts[r["Species"]] = counts.get(r["Species"], 0) + 1
+    for species in sorted(set(species_seen)):
+        have = counts.get(species, 0)
+        if have >= memory_k:
+            continue
+        for r in latest(memory_k, before_ms, species):
+            key = (r["Fish_Id"], r["Timestamp"])
+            if key not in chosen and have < memory_k:
+                chosen[key] = r
+                have += 1
+    return sorted(chosen.values(), key=lambda r: (r["Timestamp"], r["Fish_Id"]))
 
 
-def compare_on_holdout(candidate, current, holdout: pd.DataFrame) -> dict:
-    """Mean relative error of both models on the same held-out records."""
-    return {
-        "candidate": metrics(candidate, holdout),
-        "current": metrics(current, holdout),
-    }
+# -- promotion gate ----------------------------------------------------------------
+def loo_gate(candidate: SpeciesShrinkageRegressor, current, frame: pd.DataFrame,
+             current_trained_until_ms: int | None = None, min_unseen: int = 5,
+             margin: float = 0.0) -> dict[str, Any]:
+    """Should a fitted candidate replace the current model? A paired, out-of-sample test.
+
+    Both models are scored on the same records of the candidate's training set
+    ``frame``: the candidate by its exact leave-one-out relative errors (it never sees
+    the record it predicts), the current model by its plain errors. Only records the
+    current model cannot have trained on are used - ``Timestamp`` after
+    ``current_trained_until_ms``, the newest record of its own training set - when at
+    least ``min_unseen`` exist; otherwise all records (conservative: the current model
+    is then partly scored in-sample). Promote when the candidate's mean is lower by
+    more than ``margin`` (relative).
+    """
+    mask = np.ones(len(frame), dtype=bool)
+    if current_trained_until_ms is not None:
+        unseen = frame["Timestamp"].to_numpy() > current_trained_until_ms
+        if unseen.sum() >= min_unseen:
+            mask = unseen
+    cand = float(np.mean(candidate.loo_relative_errors_[mask]))
+    curr = float(np.mean(relative_errors(current, frame[mask])))
+    return {"candidate_loo": cand, "current": curr, "n": int(mask.sum()),
+            "promote": bool(cand < curr * (1.0 - margin))}
+
+
+# -- refinement --------------------------------------------------------------------
+def refinement_due(store_counts: dict[str, int], evidence_at_promotion: dict[str, int],
+                   min_records: int) -> list[str]:
+    """Species with >= ``min_records`` stored records that had fewer at the last promotion.
+
+    ``evidence_at_promotion[s]`` is, for the current model, max(store count of ``s``
+    when it was promoted, records of ``s`` in its training set) - so the bootstrap
+    species (trained on 100 records outside the store) is never "refined".
+    """
+    return sorted(s for s, n in store_counts.items()
+                  if n >= min_records > evidence_at_promotion.get(s, 0))

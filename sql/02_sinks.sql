@@ -33,6 +33,7 @@ CREATE TEMPORARY TABLE retrain_sink (
     Species         ARRAY<STRING>,
     Fish_Id_Start   BIGINT,
     Fish_Id_End     BIGINT,
+    Timestamp_End   BIGINT,
     ErrorAvg        DOUBLE,
     `Count`         BIGINT,
     ModelVersions   ARRAY<INT>,
@@ -41,7 +42,7 @@ CREATE TEMPORARY TABLE retrain_sink (
     {retrain_sink}
 );
 
--- Every closed window has the retrain event's fields.
+-- Every closed window, with the retrain event's fields (final figures).
 CREATE TEMPORARY TABLE window_sink WITH (
     {window_sink}
 ) LIKE retrain_sink (OVERWRITING OPTIONS);

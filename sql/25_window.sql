@@ -1,22 +1,70 @@
--- The tumbling-window trigger over the joined stream. `diffs_once` is the
--- materialized `diffs`, with the weight's event time as `row_time`.
+-- Error windows over the joined stream. `diffs_once` is the materialized `diffs`,
+-- with the weight's event time as `row_time`. Windows are tumbling, {window} s long,
+-- aligned to the epoch (by the weight's event time), and kept per species: a new
+-- species is not averaged away by the fish it arrives among, and each species has its
+-- own verdict. `Species` stays an array (of one) for the tutorial's record shape.
 
--- One row per tumbling window of joined records (by the weight's event time).
+-- Every window's final figures (weight-windows, for monitoring and the report). This
+-- closes when the watermark passes the window's end, which the interval join holds
+-- back by its bound: about a join bound after the window ends.
 CREATE TEMPORARY VIEW window_errors AS
 SELECT
     window_start                     AS WindowStart,
     window_end                       AS WindowEnd,
-    ARRAY_AGG(DISTINCT Species)      AS Species,
+    ARRAY[Species]                   AS Species,
     MIN(Fish_Id)                     AS Fish_Id_Start,
     MAX(Fish_Id)                     AS Fish_Id_End,
+    MAX(`Timestamp`)                 AS Timestamp_End,
     AVG(Error)                       AS ErrorAvg,
     COUNT(*)                         AS `Count`,
     ARRAY_AGG(DISTINCT ModelVersion) AS ModelVersions,
     MAX(ModelVersion)                AS ModelVersionMax
 FROM TABLE(TUMBLE(TABLE diffs_once, DESCRIPTOR(row_time), INTERVAL '{window}' SECOND))
-GROUP BY window_start, window_end;
+GROUP BY window_start, window_end, Species;
 
+-- The retrain trigger: the same windows, evaluated as each joined record arrives
+-- (like ksqlDB's EMIT CHANGES), so a drift is acted on when the evidence is there,
+-- not when the watermark closes the window. Processing-time OVER aggregates are
+-- insert-only and wait for no watermark.
+CREATE TEMPORARY VIEW diffs_by_window AS
+SELECT
+    Fish_Id, Species, Error, ModelVersion, `Timestamp`,
+    CAST(TO_TIMESTAMP_LTZ(`Timestamp` - MOD(`Timestamp`, {window_ms}), 3) AS TIMESTAMP(3))
+                                     AS WindowStart,
+    PROCTIME()                       AS proc_time
+FROM diffs_once;
+
+-- The running figures of each window, one row per joined record.
+CREATE TEMPORARY VIEW window_running AS
+SELECT
+    WindowStart,
+    WindowStart + INTERVAL '{window}' SECOND AS WindowEnd,
+    Species,
+    MIN(Fish_Id)                     OVER w AS Fish_Id_Start,
+    MAX(Fish_Id)                     OVER w AS Fish_Id_End,
+    MAX(`Timestamp`)                 OVER w AS Timestamp_End,
+    AVG(Error)                       OVER w AS ErrorAvg,
+    COUNT(*)                         OVER w AS `Count`,
+    ARRAY_AGG(DISTINCT ModelVersion) OVER w AS ModelVersions,
+    MAX(ModelVersion)                OVER w AS ModelVersionMax,
+    proc_time
+FROM diffs_by_window
+WINDOW w AS (PARTITION BY WindowStart, Species ORDER BY proc_time
+             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+
+-- One retrain event per window and species: the first time its running AVG(Error)
+-- exceeds the threshold with at least {min_count} joined records (so one noisy fish
+-- cannot retrain). A second OVER counts the crossings; a ROW_NUMBER deduplication would
+-- make the stream updating, which an append-only Kafka topic cannot take.
 CREATE TEMPORARY VIEW retrain_events AS
-SELECT *
-FROM window_errors
-WHERE ErrorAvg > {error_threshold};
+SELECT
+    WindowStart, WindowEnd, ARRAY[Species] AS Species, Fish_Id_Start, Fish_Id_End,
+    Timestamp_End, ErrorAvg, `Count`, ModelVersions, ModelVersionMax
+FROM (
+    SELECT *,
+        COUNT(*) OVER (PARTITION BY WindowStart, Species ORDER BY proc_time
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS crossing
+    FROM window_running
+    WHERE ErrorAvg > {error_threshold} AND `Count` >= {min_count}
+)
+WHERE crossing = 1;

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def run(kafka, tmp_path_factory):
-    settings = fresh_settings(kafka, tmp_path_factory.mktemp("state"), parallelism=2)
+    settings = fresh_settings(kafka, tmp_path_factory.mktemp("state"), parallelism=2,
+                              min_window_count=5)
     bootstrap_model(settings)
     model = ModelRegistry(settings.resolved_model_dir).load_current()
     plan = build_plan(model.estimator)

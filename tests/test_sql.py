@@ -19,7 +19,8 @@ def run(tmp_path_factory):
     # Parallelism 2 (as in the Kafka test): a keying bug shows as a lost or doubled join.
     state = tmp_path_factory.mktemp("state")
     settings = Settings.load(state_dir=str(state), web_ui_port=0, parallelism=2,
-                             checkpoint_interval_s=0)
+                             checkpoint_interval_s=0,
+                             min_window_count=5)
     bootstrap_model(settings)
     model = ModelRegistry(settings.resolved_model_dir).load_current()
     plan = build_plan(model.estimator)

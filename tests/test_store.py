@@ -86,3 +86,14 @@ def test_latest_before_a_time(store):
     store.append([_record(i, 1000 * i) for i in range(1, 11)])
     assert [r["Fish_Id"] for r in store.latest(3, before_ms=7000)] == [6, 5, 4]
     assert store.latest(3, before_ms=1000) == []
+
+
+def test_latest_of_one_species_and_counts_per_species(store):
+    store.append([_record(i, 1000 * i, species="salmon" if i % 3 else "walleye")
+                  for i in range(1, 13)])
+    walleye = store.latest(3, species="walleye")
+    assert [r["Fish_Id"] for r in walleye] == [12, 9, 6]
+    assert [r["Fish_Id"] for r in store.latest(2, before_ms=9000, species="walleye")] == [6, 3]
+    assert store.latest(5, species="pike") == []
+    assert store.species_counts() == {"salmon": 8, "walleye": 4}
+    assert store.species_counts(before_ms=7000) == {"salmon": 4, "walleye": 2}

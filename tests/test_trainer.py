@@ -48,11 +48,15 @@ def _iso(ms):
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
 
 
-def retrain_event(versions, first, last, end_ms=T0 + 100_000):
-    return {"WindowStart": _iso(end_ms - 60_000), "WindowEnd": _iso(end_ms),
-            "Species": ["salmon", "walleye"], "Fish_Id_Start": first, "Fish_Id_End": last,
-            "ErrorAvg": 0.4, "Count": 30, "ModelVersions": versions,
-            "ModelVersionMax": max(versions)}
+def retrain_event(versions, first, last, end_ms=T0 + 100_000, species=("walleye",),
+                  timestamp_end=None):
+    event = {"WindowStart": _iso(end_ms - 60_000), "WindowEnd": _iso(end_ms),
+             "Species": list(species), "Fish_Id_Start": first, "Fish_Id_End": last,
+             "ErrorAvg": 0.4, "Count": 30, "ModelVersions": versions,
+             "ModelVersionMax": max(versions)}
+    if timestamp_end is not None:
+        event["Timestamp_End"] = timestamp_end
+    return event
 
 
 class Running:
@@ -108,32 +112,34 @@ def test_trainer_stores_retrains_skips_and_refuses(trainer_settings):
         assert window["fish_ids"] == list(range(1, 51))
         assert (window["first_fish_id"], window["last_fish_id"]) == (1, 50)
         assert (window["first_timestamp"], window["last_timestamp"]) == (T0, T0 + 49 * 2000)
-        assert manifest["n_samples"] + manifest["n_holdout"] == 50
+        assert manifest["n_samples"] == 50
         assert manifest["species"] == ["salmon", "walleye"]
+        assert manifest["species_records"] == {"salmon": 25, "walleye": 25}
         assert manifest["parent_version"] == 1
-        holdout = manifest["metrics"]
+        gate = manifest["metrics"]["gate"]
         print("\npromoted:", decisions[0]["detail"])
-        assert (holdout["holdout_candidate"]["mean_relative_error"]
-                < holdout["holdout_current"]["mean_relative_error"])
+        assert gate["candidate_loo"] < gate["current"]
 
-        # 2. A window scored by the old version is skipped: one drift, one retrain.
-        produce(settings.bootstrap_servers, settings.topic_retrain, [retrain_event([1], 40, 60)])
+        # 2. A window scored by the old version is skipped: one drift, one retrain. The
+        # same window again (a replay) is skipped as a duplicate.
         produce(settings.bootstrap_servers, settings.topic_retrain,
-                [retrain_event([1, 2], 50, 70)])
-        decisions = running.wait_decisions(3)
-        assert [d["action"] for d in decisions[1:]] == ["skipped_stale", "skipped_stale"]
+                [retrain_event([1], 40, 60, end_ms=T0 + 160_000),
+                 retrain_event([1, 2], 50, 70, end_ms=T0 + 220_000),
+                 retrain_event([1], 1, 50)])
+        decisions = running.wait_decisions(4)
+        # (three partitions: the three events may be handled in any order)
+        assert sorted(d["action"] for d in decisions[1:]) == [
+            "skipped_duplicate", "skipped_stale", "skipped_stale"]
         assert registry.current_version() == 2
 
-        # 3. A candidate worse than the current model on the holdout is not promoted:
-        # the training rows (not the held-out every 5th) carry corrupted weights.
-        bad = diff_records(101, [("salmon", 25), ("walleye", 25)], T0 + 200_000, rng,
-                           corrupt=lambda position: position % 5 != 4)
-        produce(settings.bootstrap_servers, settings.topic_diff, bad)
+        # 3. A refit on more of the same is no better than the current model: refused.
+        same = diff_records(101, [("salmon", 25), ("walleye", 25)], T0 + 300_000, rng)
+        produce(settings.bootstrap_servers, settings.topic_diff, same)
         produce(settings.bootstrap_servers, settings.topic_retrain,
-                [retrain_event([2], 101, 150, end_ms=T0 + 300_000)])
-        decisions = running.wait_decisions(4)
-        assert decisions[3]["action"] == "not_promoted", decisions[3]
-        print("not promoted:", decisions[3]["detail"])
+                [retrain_event([2], 101, 150, end_ms=T0 + 400_000)])
+        decisions = running.wait_decisions(5)
+        assert decisions[4]["action"] == "not_promoted", decisions[4]
+        print("not promoted:", decisions[4]["detail"])
         assert registry.current_version() == 2 and registry.versions() == [1, 2]
     finally:
         running.close()
@@ -143,7 +149,42 @@ def test_trainer_stores_retrains_skips_and_refuses(trainer_settings):
     store.close()
     stats = running.service.trainer.stats
     assert (stats.diffs_stored, stats.retrain_events, stats.promoted, stats.skipped_stale,
-            stats.not_promoted) == (110, 4, 1, 2, 1)
+            stats.skipped_duplicate, stats.not_promoted) == (110, 5, 1, 2, 1, 1)
+
+
+def test_early_event_trains_up_to_its_record_remembers_salmon_and_refines(trainer_settings):
+    """An early trigger after 4 walleye trains on the records up to the 4th (plus salmon
+    memory), and once 15 walleye are stored the trainer refines by itself, once."""
+    settings = trainer_settings
+    registry = ModelRegistry(settings.resolved_model_dir)
+    rng = np.random.default_rng(21)
+    salmon = diff_records(1, [("salmon", 60)], T0, rng)
+    walleye = diff_records(61, [("walleye", 30)], T0 + 120_000, rng)
+    produce(settings.bootstrap_servers, settings.topic_diff, salmon + walleye[:6])
+    fourth = walleye[3]["Timestamp"]
+    produce(settings.bootstrap_servers, settings.topic_retrain,
+            [retrain_event([1], 61, 64, end_ms=T0 + 180_000, timestamp_end=fourth)])
+    running = Running(settings)
+    try:
+        first = running.wait_decisions(1)[0]
+        assert first["action"] == "promoted", first
+        manifest = registry.manifest(2)
+        assert manifest["training_window"]["last_timestamp"] == fourth
+        assert manifest["species_records"] == {"salmon": 46, "walleye": 4}
+        assert manifest["model"]["species"]["walleye"]["n"] == 4
+
+        produce(settings.bootstrap_servers, settings.topic_diff, walleye[6:])
+        decisions = running.wait_decisions(2)
+        time.sleep(3)  # no third decision: one refinement per drift
+        decisions = read_decisions(settings)
+    finally:
+        running.close()
+    assert [(d["reason"], d["action"]) for d in decisions] == [
+        ("window", "promoted"), ("refinement", "promoted")], decisions
+    refined = registry.manifest(3)
+    assert refined["reason"] == "refinement"
+    assert refined["species_records"]["walleye"] >= settings.refine_min_records
+    assert refined["species_records"]["salmon"] >= settings.memory_per_species
 
 
 def test_restart_resumes_from_committed_offsets(trainer_settings):
@@ -156,7 +197,8 @@ def test_restart_resumes_from_committed_offsets(trainer_settings):
     first.wait_decisions(1)
     first.close()
 
-    produce(settings.bootstrap_servers, settings.topic_retrain, [retrain_event([0], 31, 40)])
+    produce(settings.bootstrap_servers, settings.topic_retrain,
+            [retrain_event([0], 31, 40, end_ms=T0 + 160_000)])
     second = Running(settings)
     try:
         decisions = second.wait_decisions(2)

@@ -34,6 +34,9 @@ def flink_config(settings: Settings, *, local: bool) -> dict[str, str]:
         # An empty partition must not hold back the watermark (docs/platform.md).
         "table.exec.source.idle-timeout": f"{int(settings.idle_timeout_s * 1000)} ms",
         "table.local-time-zone": "UTC",
+        # Bounds the retrain trigger's per-window running aggregates (joins and windows
+        # clean their state by watermark and are not affected).
+        "table.exec.state.ttl": f"{int(settings.trigger_state_ttl_s * 1000)} ms",
         # Bounded restarts: a broken job must fail visibly, not restart forever.
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": str(settings.restart_attempts),

@@ -102,13 +102,37 @@ class Settings:
         metadata={"env": "FISHWEIGHT_ERROR_THRESHOLD",
                   "doc": "Retrain when a window's AVG(Error) exceeds this"},
     )
+    min_window_count: int = field(
+        default=3,
+        metadata={"env": "FISHWEIGHT_MIN_WINDOW_COUNT",
+                  "doc": "Joined records a window needs before its running AVG(Error) may "
+                         "trigger a retrain (one noisy fish cannot)"},
+    )
+    trigger_state_ttl_s: float = field(
+        default=3600.0,
+        metadata={"env": "FISHWEIGHT_TRIGGER_STATE_TTL_S",
+                  "doc": "The trigger forgets a window's running figures this long after "
+                         "its last joined record (bounds state; keep >> window + join bound)"},
+    )
     retrain_samples: int = field(
         default=50,
         metadata={"env": "FISHWEIGHT_RETRAIN_SAMPLES",
                   "doc": "Train on this many most recent joined records"},
     )
+    memory_per_species: int = field(
+        default=25,
+        metadata={"env": "FISHWEIGHT_MEMORY_PER_SPECIES",
+                  "doc": "Species memory: a species with fewer records among the newest "
+                         "`retrain_samples` is topped up with its own newest, up to this many"},
+    )
+    refine_min_records: int = field(
+        default=15,
+        metadata={"env": "FISHWEIGHT_REFINE_MIN_RECORDS",
+                  "doc": "The trainer refits by itself once a species has this many records "
+                         "and had fewer when the serving model was promoted (0 = never)"},
+    )
     model_poll_s: float = field(
-        default=1.0,
+        default=0.25,
         metadata={"env": "FISHWEIGHT_MODEL_POLL_S",
                   "doc": "The UDF checks for a new model version at most this often"},
     )
@@ -193,6 +217,12 @@ class Settings:
             problems.append("error_threshold must be > 0")
         if self.retrain_samples < 4:
             problems.append("retrain_samples must be >= 4")
+        if self.memory_per_species < 0 or self.refine_min_records < 0:
+            problems.append("memory_per_species and refine_min_records must be >= 0")
+        if self.min_window_count < 1:
+            problems.append("min_window_count must be >= 1")
+        if self.trigger_state_ttl_s < 2 * (self.window_s + self.join_bound_s):
+            problems.append("trigger_state_ttl_s must be >= 2 * (window_s + join_bound_s)")
         if self.parallelism < 1 or self.topic_partitions < 1:
             problems.append("parallelism and topic_partitions must be >= 1")
         if self.delivery_guarantee not in ("at-least-once", "exactly-once", "none"):
