@@ -47,7 +47,7 @@ from fishweight.runtime.flink_env import create_stream_env
 from fishweight.runtime.kafka import KafkaNotConfigured, create_topics, require_kafka
 from fishweight.runtime.settings import Settings
 from fishweight.udfs.predict import predict_weight
-from fishweight.udfs.validation import parse_measurement, parse_weight
+from fishweight.udfs.validation import Limits, parse_measurement, parse_weight
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +225,9 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
     ModelRegistry(model_dir).load_current()  # fail now, clearly, if there is no usable model
     connectors = connectors or KafkaConnectors(settings, bounds)
     env, t_env = create_stream_env(settings, local=local)
-    t_env.create_temporary_function("parse_measurement", parse_measurement)
-    t_env.create_temporary_function("parse_weight", parse_weight)
+    limits = Limits.from_settings(settings)
+    t_env.create_temporary_function("parse_measurement", parse_measurement(limits))
+    t_env.create_temporary_function("parse_weight", parse_weight(limits))
     t_env.create_temporary_function(
         "predict_weight", predict_weight(str(model_dir.resolve()), settings.model_poll_s))
 

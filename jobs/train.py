@@ -22,13 +22,15 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 from fishweight.models.registry import ModelError
 from fishweight.models.retrain import Trainer, TrainerStats, trigger_time_ms
 from fishweight.runtime.settings import Settings
+from fishweight.udfs.validation import payload_evidence
 
 log = logging.getLogger(__name__)
+
 
 def _decode(message) -> dict[str, Any] | None:
     try:
         value = json.loads(message.value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
         return None
     return value if isinstance(value, dict) else None
 
@@ -75,10 +77,12 @@ class TrainerService:
         self.trainer.stats.invalid_records += 1
         log.error("unreadable record %s[%d]@%d: %s", message.topic, message.partition,
                   message.offset, reason)
+        text, size, sha256 = payload_evidence(message.value,
+                                              self.settings.dead_letter_payload_chars)
         self.dead_letters.send(self.settings.topic_dead_letter, json.dumps({
             "SourceTopic": message.topic, "Partition": message.partition,
             "Offset": message.offset, "Reason": reason,
-            "Payload": message.value.decode("utf-8", "replace") if message.value else None,
+            "Payload": text, "PayloadSize": size, "PayloadSha256": sha256,
         }).encode()).get(timeout=30)
 
     def _store(self, batch: dict[TopicPartition, list]) -> None:

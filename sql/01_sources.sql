@@ -1,10 +1,10 @@
--- Input topics, read as raw text so that a malformed record becomes a dead letter
--- instead of failing the job. The columns below are the contract every source of
+-- Input topics, read as raw bytes so that no payload (not even invalid UTF-8) can
+-- fail the job: the parse UDFs decode and check them, and reject with a reason. The columns below are the contract every source of
 -- the job fills (the fast test tier fills them from in-memory rows): payload,
 -- kafka_partition, kafka_offset, kafka_time, and event_time with its watermark.
 
 CREATE TEMPORARY TABLE measurement_raw (
-    payload         STRING,
+    payload         BYTES,
     kafka_partition INT              METADATA FROM 'partition' VIRTUAL,
     kafka_offset    BIGINT           METADATA FROM 'offset' VIRTUAL,
     kafka_time      TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,

@@ -53,7 +53,9 @@ CREATE TEMPORARY TABLE dead_letter_sink (
     `Offset`       BIGINT,
     KafkaTimestamp TIMESTAMP_LTZ(3),
     Reason         STRING,
-    Payload        STRING
+    Payload        STRING,  -- as text (invalid UTF-8 escaped), cut to a limit
+    PayloadSize    INT,     -- bytes
+    PayloadSha256  STRING
 ) WITH (
     {dead_letter_sink}
 );

@@ -13,12 +13,12 @@ WHERE reason IS NULL;
 
 CREATE TEMPORARY VIEW dead_letters AS
 SELECT '{topic_measurement}' AS SourceTopic, kafka_partition, kafka_offset, kafka_time,
-       reason, payload
+       reason, payload_text, payload_size, payload_sha256
 FROM measurement_scored_once
 WHERE reason IS NOT NULL
 UNION ALL
 SELECT '{topic_weight}' AS SourceTopic, kafka_partition, kafka_offset, kafka_time,
-       reason, payload
+       reason, payload_text, payload_size, payload_sha256
 FROM weight_validated_once
 WHERE reason IS NOT NULL;
 

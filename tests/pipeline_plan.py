@@ -9,6 +9,7 @@ against Kafka (``tests/test_pipeline.py``). Each ``check_*`` takes
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 
@@ -111,6 +112,14 @@ def build_plan(estimator) -> Plan:
     plan.bad("w", b'{"Species":"salmon","Weight":4.0,"Timestamp":%d}' % (T0 + 99 * S),
              "missing field(s): Fish_Id")
     plan.bad("w", b"{broken", "not valid JSON")
+    # Hostile input: none of it may fail the job.
+    plan.bad("m", b"\x00\xff\xfe garbage", "not UTF-8")
+    plan.bad("m", b"[" * 1000 + b"]" * 1000, "not valid JSON: nested too deeply")
+    plan.bad("w", b'{"Species":"%s"}' % (b"x" * 900_000), "payload too large: 900014 bytes")
+    plan.bad("m", b'{%s,"Length":1e308,"Height":17.0}' % good.encode(), "out of range: Length")
+    plan.bad("m", b'{"Species":"sal\\u0000mon","Fish_Id":502,"Length":80.0,"Height":17.0,'
+                  b'"Timestamp":%d}' % (T0 + 100 * S), "Species has control characters")
+    plan.bad("w", "\ufeff".encode() + b'{"Fish_Id":1}', "not valid JSON")
     return plan
 
 
@@ -209,11 +218,14 @@ def check_bad_input_is_dead_lettered_with_its_reason(run):
     settings, _, plan, out = run
     expected = [(settings.topic_measurement, p, r) for p, r in plan.bad_measurements.items()]
     expected += [(settings.topic_weight, p, r) for p, r in plan.bad_weights.items()]
-    got = {(d["SourceTopic"], d["Payload"].encode()): d["Reason"]
-           for d in out.values("dead_letters")}
+    got = {(d["SourceTopic"], d["PayloadSha256"]): d for d in out.values("dead_letters")}
     assert len(out.values("dead_letters")) == len(expected)
     for topic, payload, reason in expected:
-        assert reason in got[(topic, payload)], (payload, got[(topic, payload)])
+        letter = got[(topic, hashlib.sha256(payload).hexdigest())]
+        assert reason in letter["Reason"], (payload[:80], letter["Reason"])
+        assert letter["PayloadSize"] == len(payload)
+        quoted = payload[:1024].decode("utf-8", "backslashreplace")[:1024]
+        assert letter["Payload"] == quoted
     for d in out.values("dead_letters"):
         assert d["Offset"] >= 0 and d["Partition"] in (0, 1, 2)
 

@@ -37,15 +37,14 @@ class InMemoryConnectors:
         for table, records in (("measurement_raw", self.measurements),
                                ("weight_raw", self.weights)):
             ordered = sorted(records, key=lambda r: r.kafka_ms)
-            rows = [Row(r.payload if isinstance(r.payload, str) else
-                        (r.payload.decode("utf-8", "replace") if isinstance(r.payload, bytes)
-                         else json.dumps(r.payload)),
-                        0, offset, r.kafka_ms)
+            rows = [Row(r.payload if isinstance(r.payload, bytes)
+                        else json.dumps(r.payload).encode(), 0, offset, r.kafka_ms)
                     for offset, r in enumerate(ordered)]
             stream = env.from_collection(rows, type_info=Types.ROW_NAMED(
-                RAW_COLUMNS, [Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()]))
+                RAW_COLUMNS, [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.INT(), Types.LONG(),
+                              Types.LONG()]))
             schema = (Schema.new_builder()
-                      .column("payload", "STRING")
+                      .column("payload", "BYTES")
                       .column("kafka_partition", "INT")
                       .column("kafka_offset", "BIGINT")
                       .column("kafka_ms", "BIGINT")

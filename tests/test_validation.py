@@ -1,8 +1,16 @@
+import hashlib
 import json
 
+import pandas as pd
 import pytest
 
-from fishweight.udfs.validation import check_measurement, check_weight
+from fishweight.udfs.validation import (
+    MEASUREMENT_NUMBERS,
+    Limits,
+    _frame,
+    check_measurement,
+    check_weight,
+)
 
 GOOD_M = {"Species": "salmon", "Fish_Id": 7, "Length": 88.1, "Height": 19.2,
           "Timestamp": 1_700_000_000_000}
@@ -55,3 +63,56 @@ def test_bad_weights_get_a_reason(weight, reason):
 
 def test_empty_record():
     assert check_measurement(None)["reason"] == "empty record"
+    assert check_measurement(b"")["reason"] == "empty record"
+    assert check_measurement(b"  \n")["reason"] == "empty record"
+
+
+BIG = "9" * 4301  # Python refuses to convert integers with more than 4300 digits
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b"\x00\xff\xfe garbage", "not UTF-8: invalid start byte at byte 1"),
+    (b"[" * 1000 + b"]" * 1000, "not valid JSON: nested too deeply"),
+    (b"[" * 100_000, "payload too large"),
+    (_with(GOOD_M, Length=1e308).encode(), "out of range: Length = 1e+308 is above"),
+    (_with(GOOD_M, Height=201).encode(), "out of range: Height = 201 is above"),
+    (_with(GOOD_M, Species="x" * 900_000).encode(), "payload too large"),
+    (_with(GOOD_M, Species="s" * 65).encode(), "Species too long: 65 characters"),
+    (_with(GOOD_M, Species="sal\x00mon").encode(), "Species has control characters"),
+    (_with(GOOD_M, Fish_Id=2**63).encode(), "out of range: Fish_Id must be positive"),
+    ('{"Species":"salmon","Fish_Id":1,"Length":1%s,"Height":1,"Timestamp":1}' % ("0" * 400),
+     "unexpected OverflowError"),
+    ("null", "not a JSON object but NoneType"),
+    ('"just a string"', "not a JSON object but str"),
+])
+def test_hostile_payloads_are_rejected_never_raised(payload, reason):
+    checked = check_measurement(payload)
+    assert checked["reason"].startswith(reason), checked["reason"]
+    assert checked["Fish_Id"] is None and len(checked["reason"]) <= 500
+
+
+def test_an_integer_too_long_to_convert_is_rejected():
+    payload = _with(GOOD_M, Fish_Id=...).replace("{", '{"Fish_Id": ' + BIG + ", ", 1)
+    checked = check_measurement(payload, Limits(max_payload_bytes=10_000))
+    assert checked["reason"].startswith("not valid JSON: Exceeds the limit (4300 digits)")
+
+
+def test_implausible_timestamp_against_the_kafka_time():
+    limits = Limits(max_clock_skew_s=3600)
+    ts = GOOD_M["Timestamp"]
+    assert check_measurement(json.dumps(GOOD_M), limits, ts + 3_600_999)["reason"] is None
+    assert check_measurement(json.dumps(GOOD_M), limits, ts - 3_601_000)["reason"].startswith(
+        "implausible Timestamp: more than 3600 s")
+
+
+def test_the_udf_frame_carries_dead_letter_evidence_and_never_raises():
+    payloads = pd.Series([json.dumps(GOOD_M).encode(), b"\x00\xff" + b"x" * 3000, None])
+    kafka = pd.Series(pd.to_datetime([GOOD_M["Timestamp"]] * 3, unit="ms", utc=True))
+    frame = _frame(payloads, kafka, MEASUREMENT_NUMBERS, Limits(dead_letter_payload_chars=100))
+    good, bad, empty = frame.to_dict("records")
+    assert good["reason"] is None and good["payload_text"] is None and good["Fish_Id"] == 7
+    assert bad["reason"].startswith("not UTF-8")
+    assert bad["payload_text"] == "\x00\\xff" + "x" * 95  # invalid bytes escaped, 100 chars
+    assert bad["payload_size"] == 3002
+    assert bad["payload_sha256"] == hashlib.sha256(payloads[1]).hexdigest()
+    assert empty["reason"] == "empty record" and empty["payload_size"] is None

@@ -1,14 +1,21 @@
 """Input validation: every raw Kafka payload becomes fields or a dead-letter reason.
 
-``check_measurement`` and ``check_weight`` are pure functions (unit-testable);
-``parse_measurement`` and ``parse_weight`` wrap them as vectorized Flink UDFs that
-return a ROW whose ``reason`` is NULL for a valid record.
+Payloads arrive as bytes. ``check_measurement`` and ``check_weight`` are pure
+functions (unit-testable) that never raise: a payload that is too large, not UTF-8,
+not JSON (including nesting too deep to parse and integers too long to convert), of
+the wrong shape, or outside the plausible ranges gets a reason, and so does anything
+unexpected (the exception's class and message). ``parse_measurement`` and
+``parse_weight`` wrap them as vectorized Flink UDFs returning a ROW whose ``reason``
+is NULL for a valid record; a rejected record also carries what its dead letter
+needs: the payload as text cut to a limit, its size and its SHA-256.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 from pyflink.table import DataTypes
@@ -16,61 +23,148 @@ from pyflink.table.udf import udf
 
 MEASUREMENT_NUMBERS = ("Length", "Height")
 WEIGHT_NUMBERS = ("Weight",)
+REASON_CHARS = 500  # a reason quotes values; keep it readable
 
 
-def _check(payload: str | None, numbers: tuple[str, ...]) -> dict:
-    """Validate one payload; returns the fields plus ``reason`` (None when valid)."""
+@dataclass(frozen=True)
+class Limits:
+    """What a record may be; from the settings (``Limits.from_settings``)."""
+
+    max_payload_bytes: int = 4096
+    max_species_chars: int = 64
+    max_value: tuple[tuple[str, float], ...] = (("Length", 500.0), ("Height", 200.0),
+                                                ("Weight", 1000.0))
+    max_clock_skew_s: float = 3600.0
+    dead_letter_payload_chars: int = 1024
+
+    @classmethod
+    def from_settings(cls, settings) -> Limits:
+        return cls(max_payload_bytes=settings.max_payload_bytes,
+                   max_species_chars=settings.max_species_chars,
+                   max_value=(("Length", settings.max_length), ("Height", settings.max_height),
+                              ("Weight", settings.max_weight)),
+                   max_clock_skew_s=settings.max_clock_skew_s,
+                   dead_letter_payload_chars=settings.dead_letter_payload_chars)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def payload_evidence(raw: bytes | None, chars: int) -> tuple[str | None, int | None, str | None]:
+    """(text cut to ``chars``, size in bytes, SHA-256) of a payload, for a dead letter.
+
+    Bytes that are not UTF-8 are shown as backslash escapes, so the text is always valid.
+    """
+    if raw is None:
+        return None, None, None
+    text = raw[:chars * 4].decode("utf-8", "backslashreplace")[:chars]
+    return text, len(raw), hashlib.sha256(raw).hexdigest()
+
+
+def _empty(numbers: tuple[str, ...]) -> dict:
     out: dict = {"reason": None, "Species": None, "Fish_Id": None, "Timestamp": None}
     out.update(dict.fromkeys(numbers))
-    if payload is None:
-        out["reason"] = "empty record"
-        return out
-    try:
-        record = json.loads(payload)
-    except ValueError as exc:
-        out["reason"] = f"not valid JSON: {exc.msg} at char {exc.pos}"
-        return out
-    if not isinstance(record, dict):
-        out["reason"] = f"not a JSON object but {type(record).__name__}"
-        return out
-    missing = [k for k in ("Species", "Fish_Id", *numbers, "Timestamp")
-               if record.get(k) is None]
-    if missing:
-        out["reason"] = "missing field(s): " + ", ".join(missing)
-        return out
-    species, fish_id, timestamp = record["Species"], record["Fish_Id"], record["Timestamp"]
-    if not isinstance(species, str) or not species.strip():
-        out["reason"] = f"wrong type: Species must be a non-empty string, got {species!r}"
-        return out
-    for name, value in (("Fish_Id", fish_id), ("Timestamp", timestamp)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            out["reason"] = f"wrong type: {name} must be an integer, got {value!r}"
-            return out
-        if value <= 0 or value >= 2**63:
-            out["reason"] = f"out of range: {name} must be positive, got {value}"
-            return out
-    for name in numbers:
-        value = record[name]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            out["reason"] = f"wrong type: {name} must be a number, got {value!r}"
-            return out
-        if not math.isfinite(value):
-            out["reason"] = f"non-finite number: {name} = {value}"
-            return out
-        if value <= 0:
-            out["reason"] = f"non-positive number: {name} = {value}"
-            return out
-        out[name] = float(value)
-    out.update(Species=species.strip(), Fish_Id=fish_id, Timestamp=timestamp)
     return out
 
 
-def check_measurement(payload: str | None) -> dict:
-    return _check(payload, MEASUREMENT_NUMBERS)
+def _reject(out: dict, reason: str) -> dict:
+    out["reason"] = reason[:REASON_CHARS]
+    return out
 
 
-def check_weight(payload: str | None) -> dict:
-    return _check(payload, WEIGHT_NUMBERS)
+def _as_bytes(payload: bytes | str | None) -> bytes | None:
+    if payload is None or isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray | memoryview):
+        return bytes(payload)
+    return payload.encode("utf-8", "surrogatepass")
+
+
+def _check(payload: bytes | str | None, numbers: tuple[str, ...], limits: Limits,
+           kafka_ms: int | None = None) -> dict:
+    """Validate one payload; returns the fields plus ``reason`` (None when valid).
+
+    ``kafka_ms`` is the Kafka record time: a Timestamp further than
+    ``max_clock_skew_s`` from it is implausible (whole seconds, as the event-time
+    expression in ``sql/event_time.sql`` counts them).
+    """
+    out = _empty(numbers)
+    try:
+        checked = _check_fields(_as_bytes(payload), numbers, limits, out)
+        if (checked["reason"] is None and kafka_ms is not None
+                and abs(checked["Timestamp"] - kafka_ms) // 1000 > limits.max_clock_skew_s):
+            return _reject(_empty(numbers), "implausible Timestamp: more than "
+                           f"{limits.max_clock_skew_s:g} s from the Kafka record time")
+        return checked
+    except Exception as exc:  # noqa: BLE001 - the job must survive any input
+        return _reject(_empty(numbers), f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _check_fields(raw: bytes | None, numbers: tuple[str, ...], limits: Limits,
+                  out: dict) -> dict:
+    if raw is None or not raw.strip():
+        return _reject(out, "empty record")
+    if len(raw) > limits.max_payload_bytes:
+        return _reject(out, f"payload too large: {len(raw)} bytes, the limit is "
+                            f"{limits.max_payload_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _reject(out, f"not UTF-8: {exc.reason} at byte {exc.start}")
+    try:
+        record = json.loads(text)
+    except RecursionError:
+        return _reject(out, "not valid JSON: nested too deeply")
+    except ValueError as exc:
+        where = f" at char {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+        return _reject(out, f"not valid JSON: {getattr(exc, 'msg', exc)}{where}")
+    if not isinstance(record, dict):
+        return _reject(out, f"not a JSON object but {type(record).__name__}")
+    missing = [k for k in ("Species", "Fish_Id", *numbers, "Timestamp")
+               if record.get(k) is None]
+    if missing:
+        return _reject(out, "missing field(s): " + ", ".join(missing))
+    species, fish_id, timestamp = record["Species"], record["Fish_Id"], record["Timestamp"]
+    if not isinstance(species, str) or not species.strip():
+        return _reject(out, f"wrong type: Species must be a non-empty string, got {species!r}")
+    species = species.strip()
+    if len(species) > limits.max_species_chars:
+        return _reject(out, f"Species too long: {len(species)} characters, the limit is "
+                            f"{limits.max_species_chars}")
+    if not species.isprintable():
+        return _reject(out, f"Species has control characters: {species!r}")
+    for name, value in (("Fish_Id", fish_id), ("Timestamp", timestamp)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return _reject(out, f"wrong type: {name} must be an integer, got {value!r}")
+        if value <= 0 or value >= 2**63:
+            return _reject(out, f"out of range: {name} must be positive, got {value}")
+    maxima = dict(limits.max_value)
+    values = {}
+    for name in numbers:
+        value = record[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return _reject(out, f"wrong type: {name} must be a number, got {value!r}")
+        value = float(value)  # an int too large for a float raises: caught by _check
+        if not math.isfinite(value):
+            return _reject(out, f"non-finite number: {name} = {value}")
+        if value <= 0:
+            return _reject(out, f"non-positive number: {name} = {value:g}")
+        if value > maxima.get(name, math.inf):
+            return _reject(out, f"out of range: {name} = {value:g} is above the plausible "
+                                f"maximum {maxima[name]:g}")
+        values[name] = value
+    out.update(values, Species=species, Fish_Id=fish_id, Timestamp=timestamp)
+    return out
+
+
+def check_measurement(payload: bytes | str | None, limits: Limits = DEFAULT_LIMITS,
+                      kafka_ms: int | None = None) -> dict:
+    return _check(payload, MEASUREMENT_NUMBERS, limits, kafka_ms)
+
+
+def check_weight(payload: bytes | str | None, limits: Limits = DEFAULT_LIMITS,
+                 kafka_ms: int | None = None) -> dict:
+    return _check(payload, WEIGHT_NUMBERS, limits, kafka_ms)
 
 
 def _row_type(numbers: tuple[str, ...]):
@@ -79,25 +173,45 @@ def _row_type(numbers: tuple[str, ...]):
          DataTypes.FIELD("Species", DataTypes.STRING()),
          DataTypes.FIELD("Fish_Id", DataTypes.BIGINT())]
         + [DataTypes.FIELD(n, DataTypes.DOUBLE()) for n in numbers]
-        + [DataTypes.FIELD("Timestamp", DataTypes.BIGINT())]
+        + [DataTypes.FIELD("Timestamp", DataTypes.BIGINT()),
+           DataTypes.FIELD("payload_text", DataTypes.STRING()),
+           DataTypes.FIELD("payload_size", DataTypes.INT()),
+           DataTypes.FIELD("payload_sha256", DataTypes.STRING())]
     )
 
 
-def _frame(checked: list[dict], numbers: tuple[str, ...]) -> pd.DataFrame:
-    columns = ["reason", "Species", "Fish_Id", *numbers, "Timestamp"]
-    frame = pd.DataFrame.from_records(checked, columns=columns)
-    # A rejected row has no Fish_Id/Timestamp: keep Python ints and None (object
-    # dtype), which PyFlink's Arrow conversion accepts; pandas' Int64 it does not.
-    for name in ("Fish_Id", "Timestamp"):
-        frame[name] = pd.Series([checked_row[name] for checked_row in checked], dtype=object)
+def _epoch_ms(times: pd.Series) -> list[int | None]:
+    return [None if pd.isna(t) else int(pd.Timestamp(t).value // 1_000_000) for t in times]
+
+
+def _frame(payloads: pd.Series, kafka_times: pd.Series, numbers: tuple[str, ...],
+           limits: Limits) -> pd.DataFrame:
+    rows = []
+    for payload, kafka_ms in zip(payloads, _epoch_ms(kafka_times), strict=True):
+        checked = _check(payload, numbers, limits, kafka_ms)
+        evidence = (None, None, None)
+        if checked["reason"] is not None:
+            evidence = payload_evidence(_as_bytes(payload), limits.dead_letter_payload_chars)
+        rows.append({**checked, "payload_text": evidence[0], "payload_size": evidence[1],
+                     "payload_sha256": evidence[2]})
+    columns = ["reason", "Species", "Fish_Id", *numbers, "Timestamp", "payload_text",
+               "payload_size", "payload_sha256"]
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    # Rejected rows have no ids: keep Python ints and None (object dtype), which
+    # PyFlink's Arrow conversion accepts; pandas' nullable Int64 it does not.
+    for name in ("Fish_Id", "Timestamp", "payload_size"):
+        frame[name] = pd.Series([row[name] for row in rows], dtype=object)
     return frame
 
 
-@udf(result_type=_row_type(MEASUREMENT_NUMBERS), func_type="pandas")
-def parse_measurement(payload: pd.Series) -> pd.DataFrame:
-    return _frame([check_measurement(p) for p in payload], MEASUREMENT_NUMBERS)
+def parse_measurement(limits: Limits = DEFAULT_LIMITS):
+    """The UDF ``parse_measurement(payload BYTES, kafka_time TIMESTAMP_LTZ(3))``."""
+    return udf(lambda payload, kafka_time: _frame(payload, kafka_time, MEASUREMENT_NUMBERS,
+                                                  limits),
+               result_type=_row_type(MEASUREMENT_NUMBERS), func_type="pandas")
 
 
-@udf(result_type=_row_type(WEIGHT_NUMBERS), func_type="pandas")
-def parse_weight(payload: pd.Series) -> pd.DataFrame:
-    return _frame([check_weight(p) for p in payload], WEIGHT_NUMBERS)
+def parse_weight(limits: Limits = DEFAULT_LIMITS):
+    """The UDF ``parse_weight(payload BYTES, kafka_time TIMESTAMP_LTZ(3))``."""
+    return udf(lambda payload, kafka_time: _frame(payload, kafka_time, WEIGHT_NUMBERS, limits),
+               result_type=_row_type(WEIGHT_NUMBERS), func_type="pandas")

@@ -92,6 +92,35 @@ class Settings:
                   "doc": "Reject a record whose Timestamp is further than this from its "
                          "Kafka record time (keeps one bad clock from moving the watermark)"},
     )
+    max_payload_bytes: int = field(
+        default=4096,
+        metadata={"env": "FISHWEIGHT_MAX_PAYLOAD_BYTES",
+                  "doc": "A larger input record is dead-lettered unparsed"},
+    )
+    max_species_chars: int = field(
+        default=64,
+        metadata={"env": "FISHWEIGHT_MAX_SPECIES_CHARS",
+                  "doc": "Longest accepted Species (printable characters only)"},
+    )
+    max_length: float = field(
+        default=500.0,
+        metadata={"env": "FISHWEIGHT_MAX_LENGTH",
+                  "doc": "Largest plausible Length (cm); above it a record is dead-lettered"},
+    )
+    max_height: float = field(
+        default=200.0,
+        metadata={"env": "FISHWEIGHT_MAX_HEIGHT", "doc": "Largest plausible Height (cm)"},
+    )
+    max_weight: float = field(
+        default=1000.0,
+        metadata={"env": "FISHWEIGHT_MAX_WEIGHT", "doc": "Largest plausible Weight (kg)"},
+    )
+    dead_letter_payload_chars: int = field(
+        default=1024,
+        metadata={"env": "FISHWEIGHT_DEAD_LETTER_PAYLOAD_CHARS",
+                  "doc": "A dead letter quotes this much of the payload (plus its size and "
+                         "SHA-256)"},
+    )
     idle_timeout_s: float = field(
         default=5.0,
         metadata={"env": "FISHWEIGHT_IDLE_TIMEOUT_S",
@@ -227,6 +256,10 @@ class Settings:
             problems.append("parallelism and topic_partitions must be >= 1")
         if self.delivery_guarantee not in ("at-least-once", "exactly-once", "none"):
             problems.append("delivery_guarantee must be at-least-once, exactly-once or none")
+        for name in ("max_payload_bytes", "max_species_chars", "max_length", "max_height",
+                     "max_weight", "dead_letter_payload_chars"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0")
         if self.max_clock_skew_s <= 0:
             problems.append("max_clock_skew_s must be > 0")
         if self.arrow_batch_size > self.bundle_size:
