@@ -39,11 +39,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.java_gateway import get_gateway
 from pyflink.table import Schema, StatementSet, StreamTableEnvironment
 
 from fishweight import sql
 from fishweight.models.registry import ModelError, ModelRegistry
-from fishweight.runtime.flink_env import create_stream_env
+from fishweight.runtime.flink_env import create_stream_env, restore_path
 from fishweight.runtime.kafka import KafkaNotConfigured, create_topics, require_kafka
 from fishweight.runtime.settings import Settings
 from fishweight.udfs.predict import predict_weight
@@ -215,7 +216,8 @@ class Pipeline:
 
 
 def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: bool = True,
-                   connectors: Connectors | None = None) -> Pipeline:
+                   connectors: Connectors | None = None,
+                   restore_from: str | None = None) -> Pipeline:
     """The whole prediction job as one statement set; nothing runs yet.
 
     ``connectors`` defaults to Kafka (``bounds`` makes that read bounded); the fast
@@ -224,7 +226,7 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
     model_dir = settings.resolved_model_dir
     ModelRegistry(model_dir).load_current()  # fail now, clearly, if there is no usable model
     connectors = connectors or KafkaConnectors(settings, bounds)
-    env, t_env = create_stream_env(settings, local=local)
+    env, t_env = create_stream_env(settings, local=local, restore_from=restore_from)
     limits = Limits.from_settings(settings)
     t_env.create_temporary_function("parse_measurement", parse_measurement(limits))
     t_env.create_temporary_function("parse_weight", parse_weight(limits))
@@ -263,7 +265,28 @@ def start_job(settings: Settings, *, local: bool):
     """
     servers = require_kafka(settings, "predict")
     create_topics(servers, settings.all_topics, settings.topic_partitions)
-    return build_pipeline(settings, local=local).execute_async()
+    restore_from = restore_path(settings)
+    if restore_from:
+        print(f"restoring join, window and source state from {restore_from} "
+              "(--resume-from none starts empty)", flush=True)
+    return build_pipeline(settings, local=local, restore_from=restore_from).execute_async()
+
+
+def stop_job(job, timeout_s: float = 60.0) -> str | None:
+    """Stop with a savepoint (the next start resumes from it); cancel if that fails."""
+    jvm = get_gateway().jvm
+    seconds = jvm.java.util.concurrent.TimeUnit.SECONDS
+    try:
+        # PyFlink 2.0's JobClient.stop_with_savepoint calls a Java signature that no
+        # longer exists (it lacks the SavepointFormatType); call the Java client directly.
+        future = job._j_job_client.stopWithSavepoint(
+            False, None, jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL)
+        return str(future.get(int(timeout_s), seconds))
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the job must stop
+        log.warning("stop with savepoint failed (%s); cancelling, the next start resumes "
+                    "from the last retained checkpoint", exc)
+        job._j_job_client.cancel().get(int(timeout_s), seconds)
+        return None
 
 
 def run_local(settings: Settings, stop: threading.Event) -> int:
@@ -277,8 +300,9 @@ def run_local(settings: Settings, stop: threading.Event) -> int:
         if status in ("FAILED", "CANCELED", "FINISHED"):
             print(f"prediction job ended: {status}", file=sys.stderr)
             return 0 if status == "FINISHED" else 1
-    job.cancel().result()
-    print("prediction job cancelled", flush=True)
+    savepoint = stop_job(job)
+    print(f"prediction job stopped; savepoint {savepoint}" if savepoint
+          else "prediction job cancelled", flush=True)
     return 0
 
 

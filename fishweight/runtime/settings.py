@@ -174,6 +174,24 @@ class Settings:
         metadata={"env": "FISHWEIGHT_CHECKPOINT_INTERVAL_S",
                   "doc": "Flink checkpoint interval (0 = off)"},
     )
+    state_backend: str = field(
+        default="hashmap",
+        metadata={"env": "FISHWEIGHT_STATE_BACKEND",
+                  "doc": "Flink state backend: `hashmap` (state on the heap) or `rocksdb` "
+                         "(on local disk, for state larger than memory)"},
+    )
+    checkpoint_dir: str = field(
+        default="",
+        metadata={"env": "FISHWEIGHT_CHECKPOINT_DIR",
+                  "doc": "Durable checkpoint and savepoint storage, a path or URI shared by "
+                         "the cluster (default `<state_dir>/checkpoints`)"},
+    )
+    resume_from: str = field(
+        default="latest",
+        metadata={"env": "FISHWEIGHT_RESUME_FROM",
+                  "doc": "`fishweight predict` restores `latest` (the newest savepoint or "
+                         "retained checkpoint in `checkpoint_dir`), `none`, or this path"},
+    )
     delivery_guarantee: str = field(
         default="at-least-once",
         metadata={"env": "FISHWEIGHT_DELIVERY_GUARANTEE",
@@ -262,6 +280,8 @@ class Settings:
                 problems.append(f"{name} must be > 0")
         if self.max_clock_skew_s <= 0:
             problems.append("max_clock_skew_s must be > 0")
+        if self.state_backend not in ("hashmap", "rocksdb"):
+            problems.append("state_backend must be hashmap or rocksdb")
         if self.arrow_batch_size > self.bundle_size:
             problems.append("arrow_batch_size must be <= bundle_size")
         if problems:
@@ -278,6 +298,12 @@ class Settings:
         if self.store_uri:
             return self.store_uri
         return f"sqlite:///{Path(self.state_dir).resolve() / 'training.sqlite'}"
+
+    @property
+    def resolved_checkpoint_uri(self) -> str:
+        """Checkpoint storage as a URI (a plain path becomes an absolute file:// URI)."""
+        target = self.checkpoint_dir or str(Path(self.state_dir) / "checkpoints")
+        return target if "://" in target else Path(target).resolve().as_uri()
 
     @property
     def resolved_jar_dir(self) -> Path:
