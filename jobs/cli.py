@@ -86,7 +86,7 @@ def cmd_bootstrap_model(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     from fishweight.models.registry import ModelRegistry
 
-    registry = ModelRegistry(settings.resolved_model_dir)
+    registry = ModelRegistry.for_settings(settings)
     if args.action == "list":
         lines = registry.describe()
         print("\n".join(lines) if lines else f"no models in {settings.resolved_model_dir}")
@@ -101,7 +101,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from fishweight.models.registry import ModelRegistry
     from fishweight.runtime.kafka import require_kafka
 
-    ModelRegistry(settings.resolved_model_dir).load_current()  # a clear error if none
+    ModelRegistry.for_settings(settings).load_current()  # a clear error if none
     require_kafka(settings, "train")
     stats = TrainerService(settings).run(stop_event_on_signals())
     print(f"trainer stopped: {stats}")

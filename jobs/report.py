@@ -101,7 +101,7 @@ class RunData:
         from fishweight.models.retrain import read_decisions
 
         self.decisions = read_decisions(settings)
-        registry = ModelRegistry(settings.resolved_model_dir)
+        registry = ModelRegistry.for_settings(settings)
         self.manifests = {v: registry.manifest(v) for v in registry.versions()}
 
 

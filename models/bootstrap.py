@@ -26,7 +26,7 @@ def bootstrap_frame(scenario_path=None, species: str = BOOTSTRAP_SPECIES,
 def bootstrap_model(settings: Settings, scenario_path=None, force: bool = False
                     ) -> tuple[int | None, dict]:
     """Train and publish version 1 unless a model exists. Returns (version, metrics)."""
-    registry = ModelRegistry(settings.resolved_model_dir)
+    registry = ModelRegistry.for_settings(settings)
     frame = bootstrap_frame(scenario_path)
     estimator = fit(frame)
     scores = metrics(estimator, frame)

@@ -6,6 +6,15 @@ Layout of a model directory::
     versions/000001.json     its manifest: version, trained_at, sha256, features, ...
     CURRENT                  {"version": 1}: the version being served
 
+**Signed.** joblib is pickle: loading an artifact runs code. So every manifest carries
+an HMAC-SHA256 (``signature``) over the artifact's SHA-256 and the rest of the
+manifest, keyed by a secret key file that lives *outside* the model directory (by
+default ``model-signing.key`` next to it, created with mode 0400 by the first
+publisher). ``load`` verifies the signature before anything is unpickled: a version
+that is unsigned, signed with another key, or whose artifact or manifest was changed
+afterwards is refused. Whoever may write the model directory but not read the key
+cannot make the job or the trainer run their code.
+
 Publishing is crash-safe: artifact and manifest are written to temporary files,
 fsynced and renamed into place, and only then is ``CURRENT`` replaced by an atomic
 rename. A reader therefore sees either the old or the new version, never half of
@@ -18,9 +27,11 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import hmac
 import json
 import logging
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,12 +93,51 @@ def _write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-class ModelRegistry:
-    """Versioned models in one directory (local disk or a shared mount)."""
+KEY_FILE = "model-signing.key"
 
-    def __init__(self, root: str | Path) -> None:
+
+def create_key(path: Path) -> None:
+    """Write a new random signing key, readable by its owner only (mode 0400)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32) + "\n")
+    log.info("created model signing key %s (mode 0400)", path)
+
+
+def _canonical(manifest: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+class ModelRegistry:
+    """Versioned, signed models in one directory (local disk or a shared mount)."""
+
+    def __init__(self, root: str | Path, key_file: str | Path | None = None) -> None:
         self.root = Path(root)
         self.versions_dir = self.root / VERSIONS
+        self.key_file = Path(key_file) if key_file else self.root.resolve().parent / KEY_FILE
+
+    @classmethod
+    def for_settings(cls, settings) -> ModelRegistry:
+        return cls(settings.resolved_model_dir, settings.resolved_model_key_file)
+
+    def _key(self, *, create: bool = False) -> bytes:
+        if create and not self.key_file.exists():
+            with contextlib.suppress(FileExistsError):
+                create_key(self.key_file)
+        try:
+            key = self.key_file.read_text().strip().encode()
+        except OSError as exc:
+            raise ModelError(f"cannot read the model signing key {self.key_file}: {exc}; "
+                             "models cannot be verified without it") from exc
+        if len(key) < 32:
+            raise ModelError(f"the model signing key {self.key_file} is too short")
+        return key
+
+    def sign(self, manifest: dict[str, Any], *, create_key: bool = True) -> str:
+        return hmac.new(self._key(create=create_key), _canonical(manifest),
+                        hashlib.sha256).hexdigest()
 
     # Paths -------------------------------------------------------------------------
 
@@ -138,6 +188,12 @@ class ModelRegistry:
                 f"model version {version}: artifact {path} has SHA-256 {actual}, "
                 f"manifest says {manifest.get('sha256')}; refusing to load it"
             )
+        signature = manifest.get("signature")
+        if not isinstance(signature, str):
+            raise ModelError(f"model version {version} is not signed; refusing to load it")
+        if not hmac.compare_digest(signature, self.sign(manifest, create_key=False)):
+            raise ModelError(f"model version {version}: signature does not match the key "
+                             f"{self.key_file}; refusing to load it")
         try:
             estimator = joblib.load(path)
         except Exception as exc:  # a verified file that still fails to unpickle
@@ -145,6 +201,22 @@ class ModelRegistry:
         if not hasattr(estimator, "predict"):
             raise ModelError(f"model version {version}: {type(estimator)} has no predict()")
         return LoadedModel(version, manifest, estimator)
+
+    def load_newest_valid(self, check=None) -> LoadedModel:
+        """The newest version that loads, verifies and passes ``check`` (raising ModelError).
+
+        The fallback when the version CURRENT names is unusable.
+        """
+        errors = []
+        for version in reversed(self.versions()):
+            try:
+                model = self.load(version)
+                if check is not None:
+                    check(model)
+                return model
+            except ModelError as exc:
+                errors.append(str(exc))
+        raise ModelError("no model version in " f"{self.root} verifies: " + "; ".join(errors))
 
     def load_current(self) -> LoadedModel:
         version = self.current_version()
@@ -188,6 +260,7 @@ class ModelRegistry:
                 "parent_version": self.current_version(),
                 **(metadata or {}),
             }
+            manifest["signature"] = self.sign(manifest)
             _write_atomic(self.manifest_path(version),
                           json.dumps(manifest, indent=2, sort_keys=True).encode())
             if _crash_before_pointer:  # test hook: simulate dying between the two steps

@@ -124,7 +124,7 @@ class Trainer:
 
     def __init__(self, settings: Settings, store: TrainingStore | None = None) -> None:
         self.settings = settings
-        self.registry = ModelRegistry(settings.resolved_model_dir)
+        self.registry = ModelRegistry.for_settings(settings)
         self.store = store or open_store(settings.resolved_store_uri)
         self.stats = TrainerStats()
         self.decisions_path = Path(settings.state_dir) / "trainer-decisions.jsonl"

@@ -91,7 +91,7 @@ def _two_species_model():
 @pytest.mark.parametrize("parallelism", [1, 2])
 def test_hot_swap_and_refusal(kafka, tmp_path, parallelism):
     settings = fresh_settings(kafka, tmp_path / "state", parallelism=parallelism)
-    registry = ModelRegistry(settings.resolved_model_dir)
+    registry = ModelRegistry.for_settings(settings)
     bootstrap_model(settings)
     job = build_pipeline(settings).execute_async()
     feeder = Feeder(settings)

@@ -1,5 +1,6 @@
 """The UDF's model holder without Flink: poll interval, swap, refusal."""
 
+import json
 import time
 
 import pandas as pd
@@ -42,3 +43,27 @@ def test_batch_predicts_with_one_version_and_nulls_for_missing_inputs(tmp_path):
     expected = model.predict(pd.DataFrame({"Species": ["salmon"], "Length": [88.0],
                                            "Height": [19.0]}))[0]
     assert out["Weight"][0] == expected
+
+
+class Broken:
+    """Unpickles fine, predicts nonsense: the smoke test must catch it."""
+
+    def predict(self, frame):
+        return [float("nan")] * len(frame)
+
+
+def test_refuses_unsigned_and_failing_versions_and_starts_on_the_newest_valid(tmp_path):
+    registry = ModelRegistry(tmp_path / "models")
+    registry.publish(fit(bootstrap_frame()), {"species": ["salmon"]})
+    registry.publish(Broken())  # signed, but fails the smoke test
+    server = ModelServer(str(registry.root), poll_s=0.0)
+    assert server.model.version == 1, "CURRENT (v2) fails the smoke test: start on v1"
+
+    manifest = registry.manifest(1)
+    registry.publish(fit(bootstrap_frame()), make_current=False)
+    unsigned = registry.manifest(3)
+    del unsigned["signature"]
+    registry.manifest_path(3).write_text(json.dumps(unsigned))
+    registry._point_to(3)
+    assert server.refresh().version == 1 and server.refusals == 1
+    assert manifest == registry.manifest(1)

@@ -21,7 +21,7 @@ def run(kafka, tmp_path_factory):
     settings = fresh_settings(kafka, tmp_path_factory.mktemp("state"), parallelism=2,
                               min_window_count=5)
     bootstrap_model(settings)
-    model = ModelRegistry(settings.resolved_model_dir).load_current()
+    model = ModelRegistry.for_settings(settings).load_current()
     plan = build_plan(model.estimator)
     outputs = run_bounded(settings, plan.measurements, plan.weights)
     return settings, model, plan, outputs

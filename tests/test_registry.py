@@ -1,11 +1,15 @@
+import hashlib
 import json
+import os
+import pickle
+import stat
 import subprocess
 import sys
 
 import pytest
 
 from fishweight.models.bootstrap import bootstrap_frame
-from fishweight.models.registry import ModelError, ModelRegistry
+from fishweight.models.registry import ModelError, ModelRegistry, create_key
 from fishweight.models.training import fit
 
 
@@ -103,3 +107,63 @@ def test_unreadable_pointer_and_manifest_are_model_errors(registry, model):
     (registry.root / "CURRENT").write_text("garbage")
     with pytest.raises(ModelError, match="CURRENT is unreadable"):
         registry.current_version()
+
+
+class Exploit:
+    """A pickle that runs code when loaded: what joblib.load would execute."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant(registry, version, payload: bytes, **manifest):
+    """Write an artifact and a manifest with a matching SHA-256, as an intruder could."""
+    registry.versions_dir.mkdir(parents=True, exist_ok=True)
+    registry.artifact_path(version).write_bytes(payload)
+    registry.manifest_path(version).write_text(json.dumps({
+        "version": version, "trained_at": "2026-01-01T00:00:00.000Z",
+        "sha256": hashlib.sha256(payload).hexdigest(), **manifest}))
+    (registry.root / "CURRENT").write_text(json.dumps({"version": version}))
+
+
+def test_a_matching_checksum_without_the_key_runs_no_code(registry, model, tmp_path):
+    registry.publish(model)
+    marker = tmp_path / "pwned"
+    _plant(registry, 2, pickle.dumps(Exploit(marker)))
+    with pytest.raises(ModelError, match="version 2 is not signed"):
+        registry.load_current()
+    _plant(registry, 3, pickle.dumps(Exploit(marker)), signature="0" * 64)
+    with pytest.raises(ModelError, match="signature does not match"):
+        registry.load_current()
+    assert not marker.exists(), "the artifact was unpickled before verification"
+    assert registry.load_newest_valid().version == 1
+
+
+def test_another_key_or_an_edited_manifest_is_refused(registry, model, tmp_path):
+    registry.publish(model, {"species": ["salmon"]})
+    create_key(tmp_path / "other.key")
+    other = ModelRegistry(registry.root, tmp_path / "other.key")
+    with pytest.raises(ModelError, match="signature does not match"):
+        other.load(1)
+    manifest = registry.manifest(1)
+    manifest["species"] = ["salmon", "walleye"]
+    registry.manifest_path(1).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="signature does not match"):
+        registry.load(1)
+
+
+def test_key_file_is_created_outside_the_model_directory_owner_read_only(registry, model):
+    registry.publish(model)
+    assert registry.key_file.parent != registry.root
+    assert stat.S_IMODE(registry.key_file.stat().st_mode) == 0o400
+
+
+def test_a_reader_without_the_key_refuses_clearly(registry, model, tmp_path):
+    registry.publish(model)
+    reader = ModelRegistry(registry.root, tmp_path / "missing.key")
+    with pytest.raises(ModelError, match="cannot read the model signing key"):
+        reader.load(1)
+    assert not (tmp_path / "missing.key").exists(), "a reader must not create a key"

@@ -22,7 +22,7 @@ def run(tmp_path_factory):
                              checkpoint_interval_s=0,
                              min_window_count=5)
     bootstrap_model(settings)
-    model = ModelRegistry(settings.resolved_model_dir).load_current()
+    model = ModelRegistry.for_settings(settings).load_current()
     plan = build_plan(model.estimator)
     outputs = run_in_memory(settings, plan.measurements, plan.weights, state / "outputs")
     return settings, model, plan, outputs

@@ -92,7 +92,7 @@ def trainer_settings(settings):
 
 def test_trainer_stores_retrains_skips_and_refuses(trainer_settings):
     settings = trainer_settings
-    registry = ModelRegistry(settings.resolved_model_dir)
+    registry = ModelRegistry.for_settings(settings)
     rng = np.random.default_rng(11)
     drift = diff_records(1, [("salmon", 25), ("walleye", 25)], T0, rng)
     # Joined after the window closed (it waited for the join bound): not for training.
@@ -156,7 +156,7 @@ def test_early_event_trains_up_to_its_record_remembers_salmon_and_refines(traine
     """An early trigger after 4 walleye trains on the records up to the 4th (plus salmon
     memory), and once 15 walleye are stored the trainer refines by itself, once."""
     settings = trainer_settings
-    registry = ModelRegistry(settings.resolved_model_dir)
+    registry = ModelRegistry.for_settings(settings)
     rng = np.random.default_rng(21)
     salmon = diff_records(1, [("salmon", 60)], T0, rng)
     walleye = diff_records(61, [("walleye", 30)], T0 + 120_000, rng)

@@ -1,10 +1,12 @@
 """The prediction UDF: a vectorized scikit-learn model with hot swap from the registry.
 
-The model is loaded in ``open()``. Before a batch, the UDF checks the registry's
+The model is loaded in ``open()``: the version ``CURRENT`` names or, if that one does
+not verify, the newest that does. Before a batch, the UDF checks the registry's
 ``CURRENT`` pointer, at most every ``poll_s`` seconds; a new version is loaded and
-verified (SHA-256) off to the side and swapped in with one assignment, so a batch
-is always predicted by exactly one version. A version that fails to load or verify
-is refused, logged and counted, and the last good one keeps serving.
+verified (SHA-256 and signature, before unpickling), smoke-tested on a fixed batch
+off to the side, and swapped in with one assignment, so a batch is always predicted
+by exactly one version. A version that fails any step is refused, logged and
+counted, and the last good one keeps serving.
 """
 
 from __future__ import annotations
@@ -29,13 +31,38 @@ PREDICTION_TYPE = DataTypes.ROW([
 ])
 
 
+# A fixed batch every candidate must predict (finite, positive) before it may serve:
+# a known species, one it cannot know, and an unusual size.
+SMOKE_BATCH = pd.DataFrame({"Species": ["salmon", "no-such-species", "walleye"],
+                            "Length": [88.0, 60.0, 120.0], "Height": [19.0, 12.0, 25.0]})
+
+
+def smoke_test(model: LoadedModel) -> None:
+    """Raise ``ModelError`` unless the model predicts the fixed batch sensibly."""
+    try:
+        out = np.asarray(model.estimator.predict(SMOKE_BATCH), dtype=float)
+    except Exception as exc:  # noqa: BLE001 - any failure refuses the version
+        raise ModelError(f"model version {model.version} failed the smoke test: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if out.shape != (len(SMOKE_BATCH),) or not np.all(np.isfinite(out)):
+        raise ModelError(f"model version {model.version} failed the smoke test: "
+                         f"predicted {out!r}")
+
+
 class ModelServer:
     """Holds the current model and refreshes it from the registry; no Flink inside."""
 
-    def __init__(self, model_dir: str, poll_s: float = 1.0) -> None:
-        self.registry = ModelRegistry(model_dir)
+    def __init__(self, model_dir: str, poll_s: float = 1.0,
+                 key_file: str | None = None) -> None:
+        self.registry = ModelRegistry(model_dir, key_file)
         self.poll_s = poll_s
-        self.model: LoadedModel = self.registry.load_current()
+        try:
+            self.model: LoadedModel = self.registry.load_current()
+            smoke_test(self.model)
+        except ModelError as exc:
+            self.model = self.registry.load_newest_valid(smoke_test)
+            log.error("the current model is unusable (%s); serving version %d, the newest "
+                      "that verifies", exc, self.model.version)
         self._next_check = time.monotonic() + poll_s
         self._refused: set[int] = set()
         self.swaps = 0
@@ -57,6 +84,7 @@ class ModelServer:
             return self.model
         try:
             candidate = self.registry.load(version)
+            smoke_test(candidate)
         except ModelError as exc:
             self._refused.add(version)
             self.refusals += 1
@@ -92,9 +120,11 @@ class ModelServer:
 class PredictWeight(ScalarFunction):
     """Flink wrapper: metrics in the web UI, the model server in ``open()``."""
 
-    def __init__(self, model_dir: str, poll_s: float = 1.0) -> None:
+    def __init__(self, model_dir: str, poll_s: float = 1.0,
+                 key_file: str | None = None) -> None:
         self.model_dir = model_dir
         self.poll_s = poll_s
+        self.key_file = key_file
         self.server: ModelServer | None = None
 
     def is_deterministic(self) -> bool:
@@ -102,7 +132,7 @@ class PredictWeight(ScalarFunction):
         return False
 
     def open(self, function_context: FunctionContext) -> None:
-        self.server = ModelServer(self.model_dir, self.poll_s)
+        self.server = ModelServer(self.model_dir, self.poll_s, self.key_file)
         group = function_context.get_metric_group().add_group("fishweight")
         self._predictions = group.counter("predictions")
         self._swaps = group.counter("modelSwaps")
@@ -119,7 +149,7 @@ class PredictWeight(ScalarFunction):
         return out
 
 
-def predict_weight(model_dir: str, poll_s: float = 1.0):
+def predict_weight(model_dir: str, poll_s: float = 1.0, key_file: str | None = None):
     """The UDF to register as ``predict_weight(Species, Length, Height)``."""
-    return udf(PredictWeight(model_dir, poll_s), result_type=PREDICTION_TYPE,
+    return udf(PredictWeight(model_dir, poll_s, key_file), result_type=PREDICTION_TYPE,
                func_type="pandas")

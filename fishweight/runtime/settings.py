@@ -61,6 +61,12 @@ class Settings:
         metadata={"env": "FISHWEIGHT_MODEL_DIR",
                   "doc": "Shared model registry directory (default `<state_dir>/models`)"},
     )
+    model_key_file: str = field(
+        default="",
+        metadata={"env": "FISHWEIGHT_MODEL_KEY_FILE",
+                  "doc": "Secret key that signs and verifies models, outside the model "
+                         "directory (default `model-signing.key` next to it; created 0400)"},
+    )
     store_uri: str = field(
         default="",
         metadata={"env": "FISHWEIGHT_STORE_URI",
@@ -292,6 +298,12 @@ class Settings:
     @property
     def resolved_model_dir(self) -> Path:
         return Path(self.model_dir) if self.model_dir else Path(self.state_dir) / "models"
+
+    @property
+    def resolved_model_key_file(self) -> Path:
+        if self.model_key_file:
+            return Path(self.model_key_file)
+        return self.resolved_model_dir.resolve().parent / "model-signing.key"
 
     @property
     def resolved_store_uri(self) -> str:
