@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow  # a real broker and/or MiniCluster
 T0 = 1_700_000_000_000
 
 
-def diff_records(first_id, species_counts, start_ms, rng, corrupt=None):
+def diff_records(first_id, species_counts, start_ms, rng):
     """weight-diff records drawn from the scenario profiles, 2 s apart."""
     profiles = load_scenario().species
     records, fish_id, ts = [], first_id, start_ms
@@ -30,9 +30,6 @@ def diff_records(first_id, species_counts, start_ms, rng, corrupt=None):
         values = sample_species(profiles[name], count, rng)
         for i in range(count):
             weight = float(values["Weight"][i])
-            position = fish_id - first_id
-            if corrupt and corrupt(position):
-                weight *= 3.0
             records.append({"Fish_Id": fish_id, "Species": name,
                             "Length": float(values["Length"][i]),
                             "Height": float(values["Height"][i]),
