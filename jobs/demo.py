@@ -38,10 +38,18 @@ log = logging.getLogger(__name__)
 DEFAULT_SPEED = 5.0  # the default scenario (6 min of factory time) in ~75 s
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
+# Settings only the trainer needs: the store's credentials stay out of other processes.
+TRAINER_ONLY = ("store_uri", "store_password_file")
+
+
+def settings_env(settings: Settings, *, trainer: bool) -> dict[str, str]:
     """The settings as FISHWEIGHT_* variables, so child processes see the same values."""
-    return inherit_env(**{f.metadata["env"]: str(getattr(settings, f.name))
-                          for f in dataclasses.fields(settings)})
+    env = inherit_env(**{f.metadata["env"]: str(getattr(settings, f.name))
+                         for f in dataclasses.fields(settings)})
+    if not trainer:
+        for name in TRAINER_ONLY:
+            env.pop(Settings.__dataclass_fields__[name].metadata["env"], None)
+    return env
 
 
 class Observer(threading.Thread):
@@ -170,11 +178,12 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
         if version:
             say(f"initial model v{version}: 100 salmon, R^2 {scores['r2']:.3f}, "
                 f"MAE {scores['mae']:.3f} kg")
-        env = settings_env(settings)
         trainer = ChildProcess("trainer", python_module("fishweight.jobs.cli", "train"),
-                               run_dir / "trainer.log", env).start()
+                               run_dir / "trainer.log", settings_env(settings, trainer=True))
+        trainer.start()
         predict = ChildProcess("prediction job", python_module("fishweight.jobs.cli", "predict"),
-                               run_dir / "predict.log", env).start()
+                               run_dir / "predict.log", settings_env(settings, trainer=False))
+        predict.start()
         children += [predict, trainer]
         if settings.web_ui_port:
             say(f"Flink web UI: http://localhost:{settings.web_ui_port}  (while the job runs)")

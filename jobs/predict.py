@@ -61,9 +61,14 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
 
 
+def sql_string(value: object) -> str:
+    """A value as the inside of a SQL string literal (quotes doubled)."""
+    return str(value).replace("'", "''")
+
+
 def with_options(options: dict[str, str]) -> str:
-    """The body of a WITH (...) clause."""
-    return ",\n    ".join(f"'{k}' = '{v}'" for k, v in options.items())
+    """The body of a WITH (...) clause, every key and value escaped."""
+    return ",\n    ".join(f"'{sql_string(k)}' = '{sql_string(v)}'" for k, v in options.items())
 
 
 class Connectors(Protocol):
@@ -157,8 +162,8 @@ class KafkaConnectors:
 def sql_params(settings: Settings) -> dict[str, str]:
     """Every tunable placeholder the SQL files use (connector options come separately)."""
     params = {
-        "topic_measurement": settings.topic_measurement,
-        "topic_weight": settings.topic_weight,
+        "topic_measurement": sql_string(settings.topic_measurement),
+        "topic_weight": sql_string(settings.topic_weight),
         "watermark_delay": _seconds(settings.watermark_delay_s),
         "max_skew_s": str(int(settings.max_clock_skew_s)),
         "join_bound": _seconds(settings.join_bound_s),

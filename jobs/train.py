@@ -19,9 +19,15 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
-from fishweight.models.registry import ModelError
-from fishweight.models.retrain import Trainer, TrainerStats, trigger_time_ms
-from fishweight.runtime.settings import Settings
+from fishweight.models.retrain import (
+    Trainer,
+    TrainerStats,
+    diff_problem,
+    event_problem,
+    trigger_time_ms,
+)
+from fishweight.models.store import StoreError
+from fishweight.runtime.settings import Settings, redact_uri
 from fishweight.udfs.validation import payload_evidence
 
 log = logging.getLogger(__name__)
@@ -41,6 +47,7 @@ class TrainerService:
     def __init__(self, settings: Settings, trainer: Trainer | None = None) -> None:
         self.settings = settings
         self.trainer = trainer or Trainer(settings)
+        self._stop = threading.Event()
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=f"{settings.consumer_group}-trainer",
@@ -85,16 +92,37 @@ class TrainerService:
             "Payload": text, "PayloadSize": size, "PayloadSha256": sha256,
         }).encode()).get(timeout=30)
 
+    def _retrying(self, action, what: str) -> bool:
+        """Run ``action`` until the store takes it (backoff up to 30 s); False if stopped.
+
+        A store that is down must not lose a record or an event: the offset is only
+        committed after ``action`` succeeded.
+        """
+        delay = 0.5
+        while True:
+            try:
+                action()
+                return True
+            except StoreError as exc:
+                log.warning("training store unavailable while %s (%s); retrying in %.1f s",
+                            what, exc, delay)
+                if self._stop.wait(delay):
+                    return False
+                delay = min(delay * 2, 30.0)
+
     def _store(self, batch: dict[TopicPartition, list]) -> None:
         for tp, messages in batch.items():
             records = []
             for message in messages:
                 record = _decode(message)
-                if record is None or "Fish_Id" not in record or "Timestamp" not in record:
-                    self._dead_letter(message, "trainer: not a weight-diff JSON record")
+                problem = ("not a JSON record" if record is None else diff_problem(record))
+                if problem:
+                    self._dead_letter(message, f"trainer: bad weight-diff record: {problem}")
                 else:
                     records.append(record)
-            self.trainer.store_diffs(records)
+            if not self._retrying(lambda r=records: self.trainer.store_diffs(r),
+                                  "storing diffs"):
+                return
             self._commit(tp, messages[-1].offset + 1)
 
     def _catch_up_diffs(self, event: dict, max_s: float = 5.0) -> None:
@@ -128,27 +156,43 @@ class TrainerService:
                 continue
             for message in messages:
                 event = _decode(message)
-                if event is None:
-                    self._dead_letter(message, "trainer: not a weight-retrain JSON record")
-                else:
-                    self._catch_up_diffs(event)
-                    try:
-                        self.trainer.handle_retrain(event)
-                    except ModelError as exc:
-                        # No usable current model: keep the event, retry on restart.
-                        log.error("cannot handle retrain event: %s", exc)
-                        raise
+                problem = "not a JSON record" if event is None else event_problem(event)
+                if problem:
+                    self._dead_letter(message, f"trainer: bad weight-retrain record: {problem}")
+                elif not self._retrying(lambda e=event: self._handle(e), "retraining"):
+                    return  # stopping: the event is redelivered on restart
                 self._commit(tp, message.offset + 1)
         if diffs:
+            self._retrying(self._refine, "checking for a refinement")
+
+    def _handle(self, event: dict) -> None:
+        """Decide on one event; anything but an unavailable store is a ``failed`` decision."""
+        self._catch_up_diffs(event)
+        try:
+            self.trainer.handle_retrain(event)
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the trainer
+            self.trainer.fail(event, exc)
+
+    def _refine(self) -> None:
+        try:
             self.trainer.refine_if_due()
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed refinement must not stop storing
+            log.exception("refinement check failed: %s", exc)
 
     def run(self, stop: threading.Event) -> TrainerStats:
         log.info("trainer consuming %s and %s; models in %s; store %s",
                  self.settings.topic_diff, self.settings.topic_retrain,
-                 self.settings.resolved_model_dir, self.settings.resolved_store_uri)
+                 self.settings.resolved_model_dir,
+                 redact_uri(self.settings.resolved_store_uri))
+        self._stop = stop
         try:
-            while not stop.is_set():
-                self.poll_once()
+            with self.trainer.registry.exclusive_writer():
+                while not stop.is_set():
+                    self.poll_once()
         finally:
             self.close()
         log.info("trainer stopped: %s", self.trainer.stats)

@@ -229,6 +229,21 @@ class ModelRegistry:
     # Writing -----------------------------------------------------------------------
 
     @contextlib.contextmanager
+    def exclusive_writer(self):
+        """Hold the trainer lock for the block: one publishing process per directory."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".trainer.lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise ModelError(f"another trainer holds {self.root / '.trainer.lock'}; "
+                                 "one trainer per model directory") from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
     def _lock(self):
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "w") as fh:
@@ -239,9 +254,17 @@ class ModelRegistry:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def publish(self, estimator: Any, metadata: dict[str, Any] | None = None,
-                *, make_current: bool = True, _crash_before_pointer: bool = False) -> int:
-        """Store a new version and (by default) switch ``CURRENT`` to it. Returns the version."""
+                *, make_current: bool = True, expected_current: int | None = None,
+                _crash_before_pointer: bool = False) -> int:
+        """Store a new version and (by default) switch ``CURRENT`` to it. Returns the version.
+
+        With ``expected_current``, refuse (``ModelError``) unless ``CURRENT`` still names
+        that version: a candidate compared against one version must not replace another.
+        """
         with self._lock():
+            if expected_current is not None and self.current_version() != expected_current:
+                raise ModelError(f"CURRENT moved from version {expected_current} to "
+                                 f"{self.current_version()} meanwhile; not publishing")
             self.versions_dir.mkdir(parents=True, exist_ok=True)
             existing = self.versions()
             version = (existing[-1] if existing else 0) + 1

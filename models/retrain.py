@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,55 @@ REFINE_STEP = 5       # more records of the species before the next attempt
 # A candidate must beat the current model by 5 %: a refit within the noise is no reason
 # to swap (a drift improves the error several-fold, a refinement by ~40 %).
 GATE_MARGIN = 0.05
-ACTIONS = ("promoted", "not_promoted", "skipped_stale", "skipped_too_few", "skipped_duplicate")
+ACTIONS = ("promoted", "not_promoted", "skipped_stale", "skipped_too_few", "skipped_duplicate",
+           "failed")
+MAX_ID = 2**63 - 1
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def diff_problem(record: Any) -> str | None:
+    """Why a weight-diff record cannot be stored for training, or None when it can."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    for name in ("Fish_Id", "Timestamp"):
+        if not _is_int(record.get(name)) or not 0 < record[name] <= MAX_ID:
+            return f"{name} must be an integer in 1..2^63-1, got {record.get(name)!r}"[:300]
+    species = record.get("Species")
+    if not isinstance(species, str) or not species.strip() or len(species) > 200:
+        return f"Species must be a short non-empty string, got {species!r}"[:300]
+    for name in ("Length", "Height", "ActualWeight"):
+        if not _is_number(record.get(name)) or record[name] <= 0:
+            return f"{name} must be a positive finite number, got {record.get(name)!r}"[:300]
+    return None
+
+
+def event_problem(event: Any) -> str | None:
+    """Why a weight-retrain record cannot be acted on, or None when it can."""
+    if not isinstance(event, dict):
+        return f"not a JSON object but {type(event).__name__}"
+    for name in ("WindowStart", "WindowEnd"):
+        try:
+            dt.datetime.fromisoformat(str(event.get(name)).removesuffix("Z"))
+        except ValueError:
+            return f"{name} is not an ISO-8601 time: {event.get(name)!r}"[:300]
+    species = event.get("Species")
+    if not isinstance(species, list) or not all(isinstance(x, str) for x in species):
+        return f"Species must be a list of strings, got {species!r}"[:300]
+    versions = event.get("ModelVersions")
+    if not isinstance(versions, list) or not all(v is None or _is_int(v) for v in versions):
+        return f"ModelVersions must be a list of integers, got {versions!r}"[:300]
+    if "Timestamp_End" in event and not (_is_int(event["Timestamp_End"])
+                                         and 0 < event["Timestamp_End"] <= MAX_ID):
+        return f"Timestamp_End must be a positive integer, got {event['Timestamp_End']!r}"[:300]
+    return None
 
 
 @dataclass
@@ -67,6 +116,7 @@ class TrainerStats:
     skipped_stale: int = 0
     skipped_too_few: int = 0
     skipped_duplicate: int = 0
+    failed: int = 0
 
 
 @dataclass
@@ -142,6 +192,12 @@ class Trainer:
             fh.write(json.dumps(asdict(decision), sort_keys=True) + "\n")
         return decision
 
+    def fail(self, event: dict[str, Any], exc: BaseException) -> Decision:
+        """Record that handling an event failed; the trainer goes on with the next one."""
+        log.exception("retrain event failed: %s", exc)
+        self._decided_windows.add(window_key(event))
+        return self._record(Decision("failed", event, f"{type(exc).__name__}: {exc}"[:500]))
+
     def handle_retrain(self, event: dict[str, Any]) -> Decision:
         self.stats.retrain_events += 1
         decision = self._record(self._decide(event))
@@ -209,7 +265,7 @@ class Trainer:
                             current_version=current.version, gate=gate,
                             training_species=in_training)
         stored = self.store.species_counts()
-        version = self.registry.publish(candidate, {
+        version = self.registry.publish(candidate, expected_current=current.version, metadata={
             "n_samples": len(frame),
             "species": sorted(in_training),
             "species_records": in_training,

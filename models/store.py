@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fishweight.runtime import require_extra
+from fishweight.runtime.settings import redact_uri as _redact
 
 log = logging.getLogger(__name__)
 
@@ -190,16 +191,6 @@ class MongoStore:
 
     def close(self) -> None:
         self._client.close()
-
-
-def _redact(uri: str) -> str:
-    """Hide the password in a MongoDB URI for messages and logs."""
-    if "@" not in uri or "://" not in uri:
-        return uri
-    scheme, rest = uri.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
 
 
 def open_store(uri: str) -> TrainingStore:

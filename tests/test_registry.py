@@ -167,3 +167,11 @@ def test_a_reader_without_the_key_refuses_clearly(registry, model, tmp_path):
     with pytest.raises(ModelError, match="cannot read the model signing key"):
         reader.load(1)
     assert not (tmp_path / "missing.key").exists(), "a reader must not create a key"
+
+
+def test_publish_refuses_when_current_moved_since_the_comparison(registry, model):
+    registry.publish(model)
+    registry.publish(model)  # another writer got there first
+    with pytest.raises(ModelError, match="CURRENT moved from version 1 to 2"):
+        registry.publish(model, expected_current=1)
+    assert registry.current_version() == 2 and registry.versions() == [1, 2]

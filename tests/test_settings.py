@@ -55,3 +55,45 @@ def test_readme_table_lists_every_setting():
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert markdown_table() in readme, "regenerate with: python -m fishweight.runtime.settings"
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"topic_diff": "weight-diff', 'properties.x' = 'y"}, "topic_diff"),
+    ({"topic_measurement": "a b"}, "topic_measurement"),
+    ({"consumer_group": ".."}, "consumer_group"),
+    ({"error_threshold": float("nan")}, "error_threshold must be a finite number"),
+    ({"window_s": float("inf")}, "window_s must be a finite number"),
+])
+def test_names_and_numbers_that_could_break_the_job_are_refused(changes, problem):
+    with pytest.raises(ValueError, match=problem):
+        Settings.load(**changes)
+
+
+def test_nan_from_the_environment_is_refused(monkeypatch):
+    monkeypatch.setenv("FISHWEIGHT_ERROR_THRESHOLD", "nan")
+    with pytest.raises(ValueError, match="finite"):
+        Settings.load()
+
+
+def test_sql_options_are_escaped():
+    from fishweight.jobs.predict import with_options
+
+    assert with_options({"topic": "it's"}) == "'topic' = 'it''s'"
+
+
+def test_credentials_stay_out_of_repr_logs_and_the_job_environment(tmp_path, caplog):
+    from fishweight.jobs.demo import settings_env
+    from fishweight.runtime.settings import redact_uri
+
+    secret = tmp_path / "mongo-password"
+    secret.write_text("s3cr&t\n")
+    s = Settings.load(store_uri="mongodb://fish@mongo:27017", store_password_file=str(secret))
+    assert s.resolved_store_uri == "mongodb://fish:s3cr%26t@mongo:27017"
+    assert "s3cr" not in repr(s) and "mongo:27017" not in repr(s)
+    assert redact_uri(s.resolved_store_uri) == "mongodb://fish:***@mongo:27017"
+    job_env = settings_env(s.replace(store_uri="mongodb://fish:pw@mongo"), trainer=False)
+    assert "FISHWEIGHT_STORE_URI" not in job_env
+    assert "FISHWEIGHT_STORE_PASSWORD_FILE" not in job_env
+    assert not any("pw@mongo" in v for v in job_env.values())
+    trainer_env = settings_env(s, trainer=True)
+    assert trainer_env["FISHWEIGHT_STORE_PASSWORD_FILE"] == str(secret)

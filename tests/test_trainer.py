@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 
@@ -11,9 +12,9 @@ import pytest
 
 from fishweight.jobs.train import TrainerService
 from fishweight.models.bootstrap import bootstrap_model
-from fishweight.models.registry import ModelRegistry
-from fishweight.models.retrain import read_decisions
-from fishweight.models.store import open_store
+from fishweight.models.registry import ModelError, ModelRegistry
+from fishweight.models.retrain import Trainer, read_decisions
+from fishweight.models.store import StoreError, open_store
 from fishweight.scenarios import load_scenario, sample_species
 from tests.kafka_helpers import produce
 
@@ -222,3 +223,71 @@ def test_unreadable_records_are_dead_lettered(trainer_settings):
         running.close()
     assert len(dead) == 3
     assert running.service.trainer.stats.invalid_records == 3
+
+
+class FlakyStore:
+    """The real store, unavailable for its first ``failures`` reads (a MongoDB restart)."""
+
+    def __init__(self, store, failures):
+        self.store, self.failures = store, failures
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def species_counts(self, before_ms=None):
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreError("simulated: MongoDB failed 3 times: connection refused")
+        return self.store.species_counts(before_ms)
+
+
+def test_bad_records_are_dead_lettered_and_a_store_outage_loses_no_event(trainer_settings):
+    from fishweight.runtime.kafka import read_topic
+
+    settings = trainer_settings
+    rng = np.random.default_rng(31)
+    good = diff_records(1, [("salmon", 40), ("walleye", 10)], T0, rng)
+    huge_id = {**good[0], "Fish_Id": 2**63}
+    no_weight = {**good[1], "ActualWeight": "heavy"}
+    produce(settings.bootstrap_servers, settings.topic_diff, good + [huge_id, no_weight])
+    produce(settings.bootstrap_servers, settings.topic_retrain, [
+        {**retrain_event([1], 41, 50), "WindowEnd": "garbage"},
+        {**retrain_event([1], 41, 50), "ModelVersions": "1"},
+        {**retrain_event([1], 41, 50), "Timestamp_End": -1},
+    ])
+    produce(settings.bootstrap_servers, settings.topic_retrain, [retrain_event([1], 41, 50)])
+    trainer = Trainer(settings, store=FlakyStore(open_store(settings.resolved_store_uri), 3))
+    service = TrainerService(settings, trainer=trainer)
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        dead = read_topic(settings.bootstrap_servers, settings.topic_dead_letter, expected=5,
+                          timeout_s=60)
+        deadline = time.monotonic() + 60
+        while not read_decisions(settings) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(30)
+    reasons = sorted(json.loads(m.value)["Reason"] for m in dead)
+    assert len(reasons) == 5, reasons
+    assert any("Fish_Id must be an integer in 1..2^63-1" in r for r in reasons)
+    assert any("ActualWeight must be a positive finite number" in r for r in reasons)
+    assert any("WindowEnd is not an ISO-8601 time" in r for r in reasons)
+    assert any("ModelVersions must be a list of integers" in r for r in reasons)
+    assert any("Timestamp_End must be a positive integer" in r for r in reasons)
+    (decision,) = read_decisions(settings)  # the store came back: the event was not lost
+    assert decision["action"] == "promoted", decision
+    assert trainer.store.failures == 0 and trainer.stats.diffs_stored == 50
+
+
+def test_one_trainer_per_model_directory(trainer_settings):
+    first = Running(trainer_settings)
+    try:
+        time.sleep(2)
+        second = TrainerService(trainer_settings)
+        with pytest.raises(ModelError, match="another trainer holds"):
+            second.run(threading.Event())
+    finally:
+        first.close()

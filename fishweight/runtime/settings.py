@@ -8,7 +8,10 @@ table is generated from the same data (``python -m fishweight.runtime.settings -
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,9 +72,16 @@ class Settings:
     )
     store_uri: str = field(
         default="",
+        repr=False,  # may hold a password: never in a log line or a traceback
         metadata={"env": "FISHWEIGHT_STORE_URI",
                   "doc": "Training store: `mongodb://...` or `sqlite:///path` "
                          "(default `sqlite:///<state_dir>/training.sqlite`)"},
+    )
+    store_password_file: str = field(
+        default="",
+        metadata={"env": "FISHWEIGHT_STORE_PASSWORD_FILE",
+                  "doc": "File holding the MongoDB password, so it is in no URI, argv or "
+                         "environment (the URI then names the user only)"},
     )
     state_dir: str = field(
         default="./var",
@@ -261,6 +271,16 @@ class Settings:
 
     def __post_init__(self) -> None:
         problems = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"{f.name} must be a finite number, got {value}")
+        for name in ("topic_measurement", "topic_weight", "topic_prediction", "topic_diff",
+                     "topic_windows", "topic_retrain", "topic_dead_letter", "consumer_group"):
+            value = getattr(self, name)
+            if not KAFKA_NAME.fullmatch(value) or value in (".", ".."):
+                problems.append(f"{name} {value!r} is not a valid Kafka name (1-249 of "
+                                "letters, digits, '.', '_', '-')")
         for name in ("join_bound_s", "window_s", "model_poll_s", "idle_timeout_s"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")
@@ -307,6 +327,10 @@ class Settings:
 
     @property
     def resolved_store_uri(self) -> str:
+        """The store URI, with the password from ``store_password_file`` when one is set."""
+        if self.store_uri and self.store_password_file:
+            return with_password(self.store_uri, Path(self.store_password_file).read_text()
+                                 .strip())
         if self.store_uri:
             return self.store_uri
         return f"sqlite:///{Path(self.state_dir).resolve() / 'training.sqlite'}"
@@ -331,6 +355,29 @@ class Settings:
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+KAFKA_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def redact_uri(uri: str) -> str:
+    """Hide the password in a URI (``scheme://user:***@host``) for messages and logs."""
+    if "@" not in uri or "://" not in uri:
+        return uri
+    scheme, rest = uri.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def with_password(uri: str, password: str) -> str:
+    """``scheme://user@host`` with ``password`` filled in (URL-quoted)."""
+    scheme, rest = uri.split("://", 1)
+    if "@" not in rest:
+        raise ValueError("store_password_file needs a user in store_uri (scheme://user@host)")
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:{urllib.parse.quote(password, safe='')}@{host}"
 
 
 def _coerce(f: dataclasses.Field, raw: object) -> object:
