@@ -228,8 +228,8 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
                 finished_at = finished_at or time.monotonic()
                 done = (len(d.predictions) + d.dead_letters_from(settings.topic_measurement)
                         >= sim_result.measurements
-                        and len(d.diffs) + d.dead_letters_from(settings.topic_weight)
-                        >= sim_result.weights)
+                        and len(d.diffs) + d.unmatched_of("weight")
+                        + d.dead_letters_from(settings.topic_weight) >= sim_result.weights)
                 if done or time.monotonic() - finished_at > finish_timeout_s:
                     completed = done
                     status.show(line, force=True)

@@ -53,7 +53,7 @@ from fishweight.udfs.validation import Limits, parse_measurement, parse_weight
 log = logging.getLogger(__name__)
 
 SINK_TABLES = ("prediction_sink", "diff_sink", "window_sink", "retrain_sink",
-               "dead_letter_sink")
+               "unmatched_sink", "dead_letter_sink")
 
 
 def _seconds(value: float) -> str:
@@ -148,7 +148,8 @@ class KafkaConnectors:
             "sink.delivery-guarantee": s.delivery_guarantee,
         }
         topics = dict(zip(SINK_TABLES, (s.topic_prediction, s.topic_diff, s.topic_windows,
-                                        s.topic_retrain, s.topic_dead_letter), strict=True))
+                                        s.topic_retrain, s.topic_unmatched,
+                                        s.topic_dead_letter), strict=True))
         out = {}
         for table, topic in topics.items():
             options = {**common, "topic": topic}

@@ -20,7 +20,7 @@ from fishweight.runtime import require_extra
 from fishweight.runtime.settings import Settings
 from fishweight.scenarios import Scenario
 
-TOPIC_FILES = ("predictions", "diffs", "windows", "retrains", "dead_letters")
+TOPIC_FILES = ("predictions", "diffs", "windows", "retrains", "unmatched", "dead_letters")
 
 
 @dataclass
@@ -38,7 +38,7 @@ def output_topics(settings: Settings) -> dict[str, str]:
     """Output topic -> the RunData field that holds its records."""
     return {settings.topic_prediction: "predictions", settings.topic_diff: "diffs",
             settings.topic_windows: "windows", settings.topic_retrain: "retrains",
-            settings.topic_dead_letter: "dead_letters"}
+            settings.topic_unmatched: "unmatched", settings.topic_dead_letter: "dead_letters"}
 
 
 def arrival_order(records: list[Observed]) -> list[Observed]:
@@ -52,6 +52,7 @@ class RunData:
     diffs: list[Observed] = field(default_factory=list)
     windows: list[Observed] = field(default_factory=list)
     retrains: list[Observed] = field(default_factory=list)
+    unmatched: list[Observed] = field(default_factory=list)
     dead_letters: list[Observed] = field(default_factory=list)
     produced: dict[str, int] = field(default_factory=dict)  # measurements, weights
     decisions: list[dict[str, Any]] = field(default_factory=list)
@@ -71,6 +72,10 @@ class RunData:
             setattr(data, name, [Observed(json.loads(m.value), m.timestamp) for m in
                                  read_topic(settings.bootstrap_servers, topic, idle_s=idle_s)])
         return data
+
+    def unmatched_of(self, kind: str) -> int:
+        """Unmatched records of one kind: ``weight`` or ``measurement``."""
+        return sum(u.value.get("Kind") == kind for u in self.unmatched)
 
     def dead_letters_from(self, topic: str) -> int:
         return sum(d.value.get("SourceTopic") == topic for d in self.dead_letters)
@@ -231,7 +236,9 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
         dead_by_topic[d.value.get("SourceTopic", "?")] = dead_by_topic.get(
             d.value.get("SourceTopic", "?"), 0) + 1
     dead_measurements = data.dead_letters_from(settings.topic_measurement)
+    dead_weights = data.dead_letters_from(settings.topic_weight)
     produced = data.produced.get("measurements")
+    weights_produced = data.produced.get("weights")
     return {
         "threshold": threshold,
         "counts": {
@@ -243,8 +250,12 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
             "joined_pairs": len(diffs),
             "windows_closed": len(data.windows),
             "retrain_events": len(data.retrains),
+            "unmatched_weights": data.unmatched_of("weight"),
+            "unmatched_measurements": data.unmatched_of("measurement"),
             "accounted": (produced is not None
                           and produced == len(data.predictions) + dead_measurements),
+            "weights_accounted": (weights_produced is not None and weights_produced
+                                  == len(diffs) + data.unmatched_of("weight") + dead_weights),
         },
         "drift_start_fish_id": drift_start,
         "recovery_fish_id": recovery,
@@ -324,6 +335,9 @@ def write_markdown(summary: dict[str, Any], path: Path, chart_name: str) -> None
         f"{c['dead_letters_by_topic'] or ''}",
         f"- every measurement accounted for (produced = predicted + dead-lettered): "
         f"{c['accounted']}",
+        f"- every weight accounted for (produced = joined + unmatched + dead-lettered): "
+        f"{c['weights_accounted']} ({c['unmatched_weights']} unmatched weights, "
+        f"{c['unmatched_measurements']} measurements without a weight)",
         f"- joined pairs: {c['joined_pairs']}, windows closed: {c['windows_closed']}, "
         f"retrain events: {c['retrain_events']}", "",
         "## Drifts: how fast the loop adapted", "",

@@ -47,6 +47,18 @@ CREATE TEMPORARY TABLE window_sink WITH (
     {window_sink}
 ) LIKE retrain_sink (OVERWRITING OPTIONS);
 
+-- Valid records that found no partner: a weight without a prediction within the bound
+-- before it (or arriving after the watermark passed it), a measurement without a weight.
+CREATE TEMPORARY TABLE unmatched_sink (
+    Kind        STRING,  -- weight | measurement
+    Fish_Id     BIGINT,
+    Species     STRING,
+    `Timestamp` BIGINT,
+    Reason      STRING
+) WITH (
+    {unmatched_sink}
+);
+
 CREATE TEMPORARY TABLE dead_letter_sink (
     SourceTopic    STRING,
     `Partition`    INT,

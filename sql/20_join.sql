@@ -40,3 +40,24 @@ FROM predictions AS p
 JOIN weights AS w
   ON p.Fish_Id = w.Fish_Id
  AND w.row_time BETWEEN p.row_time AND p.row_time + INTERVAL '{join_bound}' SECOND;
+
+-- Every valid record is accounted for: the same interval join as a FULL OUTER join
+-- emits, besides the pairs (dropped here, they are `diffs`), each weight and each
+-- prediction that found no partner, when the watermark passes its bound, or at once
+-- when it arrives too late for the join. Append-only, like the inner join.
+CREATE TEMPORARY VIEW unmatched AS
+SELECT
+    CASE WHEN w.Fish_Id IS NOT NULL THEN 'weight' ELSE 'measurement' END AS Kind,
+    COALESCE(w.Fish_Id, p.Fish_Id)                                        AS Fish_Id,
+    COALESCE(w.Species, p.Species)                                        AS Species,
+    COALESCE(w.`Timestamp`, p.`Timestamp`)                                AS `Timestamp`,
+    CASE WHEN w.Fish_Id IS NOT NULL
+         THEN 'no prediction of this Fish_Id within {join_bound} s before the weight '
+              || '(never measured, measurement rejected, or the weight came too late)'
+         ELSE 'no weight within {join_bound} s after the measurement'
+    END                                                                   AS Reason
+FROM predictions AS p
+FULL OUTER JOIN weights AS w
+  ON p.Fish_Id = w.Fish_Id
+ AND w.row_time BETWEEN p.row_time AND p.row_time + INTERVAL '{join_bound}' SECOND
+WHERE p.Fish_Id IS NULL OR w.Fish_Id IS NULL;

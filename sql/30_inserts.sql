@@ -15,5 +15,8 @@ SELECT * FROM window_errors;
 INSERT INTO retrain_sink
 SELECT * FROM retrain_events;
 
+INSERT INTO unmatched_sink
+SELECT * FROM unmatched;
+
 INSERT INTO dead_letter_sink
 SELECT * FROM dead_letters;

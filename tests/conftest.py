@@ -42,6 +42,7 @@ def fresh_settings(kafka: str, state_dir, **overrides) -> Settings:
         topic_diff=f"weight-diff-{suffix}",
         topic_retrain=f"weight-retrain-{suffix}",
         topic_windows=f"weight-windows-{suffix}",
+        topic_unmatched=f"weight-unmatched-{suffix}",
         topic_dead_letter=f"dead-letter-{suffix}",
         consumer_group=f"fishweight-test-{suffix}",
         state_dir=str(state_dir),

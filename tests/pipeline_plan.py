@@ -235,8 +235,12 @@ def check_every_input_record_is_accounted_for(run):
     dead_m = out.dead_letters_from(settings.topic_measurement)
     dead_w = out.dead_letters_from(settings.topic_weight)
     assert len(out.values("predictions")) + dead_m == len(plan.measurements)
-    late_weights = 1  # fish 90: valid, but after the join bound
-    assert len(out.values("diffs")) + late_weights + dead_w == len(plan.weights)
+    unmatched = {(u["Kind"], u["Fish_Id"]) for u in out.values("unmatched")}
+    # Fish 90: its weight came after the bound; fish 92 was never weighed.
+    assert unmatched == {("weight", 90), ("measurement", 90), ("measurement", 92)}, unmatched
+    assert len(out.values("unmatched")) == 3
+    assert (len(out.values("diffs")) + out.unmatched_of("weight") + dead_w
+            == len(plan.weights))
 
 
 CHECKS = [

@@ -23,7 +23,7 @@ from tests.pipeline_helpers import Sent
 
 # Sink table -> the RunData field its records belong to (same order as the topics).
 SINK_FIELDS = dict(zip(SINK_TABLES, ("predictions", "diffs", "windows", "retrains",
-                                     "dead_letters"), strict=True))
+                                     "unmatched", "dead_letters"), strict=True))
 RAW_COLUMNS = ["payload", "kafka_partition", "kafka_offset", "kafka_ms"]
 
 

@@ -48,6 +48,10 @@ def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
 
     assert count("predict_weight(") == 1
     assert count("parse_measurement(") == 1 and count("parse_weight(") == 1
-    assert count("IntervalJoin(") == 1
+    # The pairs (inner) and the unmatched records (full outer) read the same two
+    # materialized streams; the predictions are computed once either way.
+    assert count("IntervalJoin(joinType=[InnerJoin]") == 1
+    assert count("IntervalJoin(joinType=[FullOuterJoin]") == 1
+    assert count("IntervalJoin(") == 2
     assert count("table=[[default_catalog, default_database, measurement_raw") == 1
     assert count("table=[[default_catalog, default_database, weight_raw") == 1

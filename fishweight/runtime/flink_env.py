@@ -52,7 +52,8 @@ def flink_config(settings: Settings, *, local: bool,
         "python.fn-execution.bundle.time": str(settings.bundle_time_ms),
         "python.fn-execution.arrow.batch.size": str(settings.arrow_batch_size),
         "parallelism.default": str(settings.parallelism),
-        # An empty partition must not hold back the watermark (docs/platform.md).
+        # An empty partition must not hold back the watermark forever (docs/platform.md),
+        # but a paused producer must hold it for the join bound (see the setting).
         "table.exec.source.idle-timeout": f"{int(settings.idle_timeout_s * 1000)} ms",
         "table.local-time-zone": "UTC",
         # Bounds the retrain trigger's per-window running aggregates (joins and windows

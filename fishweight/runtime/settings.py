@@ -50,6 +50,12 @@ class Settings:
         default="weight-retrain",
         metadata={"env": "FISHWEIGHT_TOPIC_RETRAIN", "doc": "Retrain events (side sink)"},
     )
+    topic_unmatched: str = field(
+        default="weight-unmatched",
+        metadata={"env": "FISHWEIGHT_TOPIC_UNMATCHED",
+                  "doc": "Valid weights and measurements that found no partner within the "
+                         "join bound (or came too late), with the reason"},
+    )
     topic_dead_letter: str = field(
         default="fishweight-dead-letter",
         metadata={"env": "FISHWEIGHT_TOPIC_DEAD_LETTER",
@@ -138,9 +144,11 @@ class Settings:
                          "SHA-256)"},
     )
     idle_timeout_s: float = field(
-        default=5.0,
+        default=120.0,
         metadata={"env": "FISHWEIGHT_IDLE_TIMEOUT_S",
-                  "doc": "A source partition without data is idle after this many seconds"},
+                  "doc": "A source partition without data stops holding the watermark after "
+                         "this long; more than `join_bound_s`, so a producer pause within the "
+                         "join bound followed by its backlog loses no join"},
     )
     error_threshold: float = field(
         default=0.15,
@@ -276,7 +284,8 @@ class Settings:
             if isinstance(value, float) and not math.isfinite(value):
                 problems.append(f"{f.name} must be a finite number, got {value}")
         for name in ("topic_measurement", "topic_weight", "topic_prediction", "topic_diff",
-                     "topic_windows", "topic_retrain", "topic_dead_letter", "consumer_group"):
+                     "topic_windows", "topic_retrain", "topic_unmatched", "topic_dead_letter",
+                     "consumer_group"):
             value = getattr(self, name)
             if not KAFKA_NAME.fullmatch(value) or value in (".", ".."):
                 problems.append(f"{name} {value!r} is not a valid Kafka name (1-249 of "
@@ -292,6 +301,9 @@ class Settings:
             problems.append("retrain_samples must be >= 4")
         if self.memory_per_species < 0 or self.refine_min_records < 0:
             problems.append("memory_per_species and refine_min_records must be >= 0")
+        if self.idle_timeout_s <= self.join_bound_s + self.watermark_delay_s:
+            problems.append("idle_timeout_s must exceed join_bound_s + watermark_delay_s "
+                            "(else weights after a pause are late for the join)")
         if self.min_window_count < 1:
             problems.append("min_window_count must be >= 1")
         if self.trigger_state_ttl_s < 2 * (self.window_s + self.join_bound_s):
@@ -351,7 +363,8 @@ class Settings:
     @property
     def all_topics(self) -> list[str]:
         return [self.topic_measurement, self.topic_weight, self.topic_prediction,
-                self.topic_diff, self.topic_windows, self.topic_retrain, self.topic_dead_letter]
+                self.topic_diff, self.topic_windows, self.topic_retrain, self.topic_unmatched,
+                self.topic_dead_letter]
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
