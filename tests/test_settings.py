@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from fishweight.runtime.settings import Settings, markdown_table
@@ -97,3 +99,13 @@ def test_credentials_stay_out_of_repr_logs_and_the_job_environment(tmp_path, cap
     assert not any("pw@mongo" in v for v in job_env.values())
     trainer_env = settings_env(s, trainer=True)
     assert trainer_env["FISHWEIGHT_STORE_PASSWORD_FILE"] == str(secret)
+
+
+def test_children_do_not_inherit_pyflinks_process_flags(monkeypatch):
+    from fishweight.runtime.processes import inherit_env
+
+    monkeypatch.setenv("PYFLINK_GATEWAY_DISABLED", "true")
+    monkeypatch.setenv("_PYFLINK_CONN_INFO_PATH", "/tmp/x")
+    env = inherit_env(EXTRA="1")
+    assert "PYFLINK_GATEWAY_DISABLED" not in env and "_PYFLINK_CONN_INFO_PATH" not in env
+    assert env["EXTRA"] == "1" and env["PATH"] == os.environ["PATH"]

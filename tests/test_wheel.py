@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from fishweight.runtime.processes import inherit_env
 
 pytestmark = pytest.mark.slow  # builds a wheel and starts a JVM
 
@@ -64,8 +65,7 @@ def test_wheel_holds_one_package_with_its_sql_and_builds_the_job_elsewhere(tmp_p
     elsewhere.mkdir()
     # A clean environment: no settings, and none of the PYFLINK_* flags that an earlier
     # test in this process may have set (they would forbid starting a JVM gateway).
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FISHWEIGHT_", "PYFLINK_", "_PYFLINK"))}
+    env = {k: v for k, v in inherit_env().items() if not k.startswith("FISHWEIGHT_")}
     env["PYTHONPATH"] = str(target)
     done = subprocess.run([sys.executable, "-c", PLAN_SCRIPT], cwd=elsewhere, env=env,
                           capture_output=True, text=True, timeout=300)

@@ -79,4 +79,12 @@ def python_module(module: str, *args: str) -> list[str]:
 
 
 def inherit_env(**extra: str) -> dict[str, str]:
-    return {**os.environ, **extra}
+    """Our environment for a child, without PyFlink's process-internal variables.
+
+    After a Flink job ran in this process, PyFlink leaves flags such as
+    ``PYFLINK_GATEWAY_DISABLED`` in ``os.environ``; a child Flink client that inherited
+    them would refuse to start its own JVM gateway.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYFLINK_", "_PYFLINK"))}
+    return {**env, **extra}
