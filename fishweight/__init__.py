@@ -7,7 +7,7 @@ One importable package. The repository's top-level folders are its subpackages
 ``fishweight.jobs``         ``jobs/``: what a process starts (CLI, prediction job,
                             trainer, simulator, demo, report)
 ``fishweight.udfs``         ``udfs/``: Flink Python UDFs (validation, prediction)
-``fishweight.models``       ``models/``: features, training, retraining decisions,
+``fishweight.models``       ``models/``: estimator, training, retraining decisions,
                             model registry, training store, bootstrap model
 ``fishweight.sql``          ``sql/``: the job's Flink SQL (package data)
 ``fishweight.runtime``      ``fishweight/runtime/``: plumbing (settings, Flink

@@ -229,16 +229,16 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
     ``connectors`` defaults to Kafka (``bounds`` makes that read bounded); the fast
     test tier passes in-memory sources and file sinks and runs the same SQL.
     """
-    model_dir = settings.resolved_model_dir
-    ModelRegistry.for_settings(settings).load_newest_valid()  # fail now, clearly, if none
+    registry = ModelRegistry.for_settings(settings)
+    registry.load_newest_valid()  # fail now, clearly, if there is no usable model
     connectors = connectors or KafkaConnectors(settings, bounds)
     env, t_env = create_stream_env(settings, local=local, restore_from=restore_from)
     limits = Limits.from_settings(settings)
     t_env.create_temporary_function("parse_measurement", parse_measurement(limits))
     t_env.create_temporary_function("parse_weight", parse_weight(limits))
     t_env.create_temporary_function(
-        "predict_weight", predict_weight(str(model_dir.resolve()), settings.model_poll_s,
-                                         str(settings.resolved_model_key_file.resolve())))
+        "predict_weight", predict_weight(str(registry.root.resolve()), settings.model_poll_s,
+                                         str(registry.key_file.resolve())))
 
     params = sql_params(settings)
     connectors.create_sources(env, t_env, params)

@@ -3,7 +3,7 @@
 Consumes ``weight-diff`` (every joined record goes into the training store) and
 ``weight-retrain`` (the window trigger) and hands each retrain event to
 ``fishweight.models.retrain.Trainer``, which decides what to train on, gates the
-candidate on a holdout and publishes it.
+candidate (leave-one-out against the current model) and publishes it.
 
 Offsets are committed only after the records are stored or the event is fully
 handled (at-least-once; the store's upserts make redelivery harmless).

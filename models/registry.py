@@ -120,7 +120,7 @@ class ModelRegistry:
 
     @classmethod
     def for_settings(cls, settings) -> ModelRegistry:
-        return cls(settings.resolved_model_dir, settings.resolved_model_key_file)
+        return cls(settings.resolved_model_dir, settings.model_key_file or None)
 
     def _key(self, *, create: bool = False) -> bytes:
         if create and not self.key_file.exists():

@@ -332,12 +332,6 @@ class Settings:
         return Path(self.model_dir) if self.model_dir else Path(self.state_dir) / "models"
 
     @property
-    def resolved_model_key_file(self) -> Path:
-        if self.model_key_file:
-            return Path(self.model_key_file)
-        return self.resolved_model_dir.resolve().parent / "model-signing.key"
-
-    @property
     def resolved_store_uri(self) -> str:
         """The store URI, with the password from ``store_password_file`` when one is set."""
         if self.store_uri and self.store_password_file:
