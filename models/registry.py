@@ -316,12 +316,12 @@ class ModelRegistry:
         lines = []
         for version in self.versions():
             m = self.manifest(version)
-            holdout = m.get("metrics", {}).get("holdout_candidate", {})
-            error = holdout.get("mean_relative_error")
+            error = m.get("metrics", {}).get("gate", {}).get("candidate_loo")
+            records = m.get("species_records") or {s: "?" for s in m.get("species", [])}
             lines.append(
                 f"{'*' if version == current else ' '} v{version:<4} trained {m.get('trained_at')}"
-                f"  species={','.join(m.get('species', []))}  n={m.get('n_samples')}"
-                + (f"  holdout_error={error:.4f}" if error is not None else "")
+                f"  records={','.join(f'{s}:{n}' for s, n in sorted(records.items()))}"
+                + (f"  loo_error={error:.4f}" if error is not None else "")
                 + f"  parent={m.get('parent_version')}  {m.get('reason', '')}"
             )
         return lines

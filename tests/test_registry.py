@@ -175,3 +175,16 @@ def test_publish_refuses_when_current_moved_since_the_comparison(registry, model
     with pytest.raises(ModelError, match="CURRENT moved from version 1 to 2"):
         registry.publish(model, expected_current=1)
     assert registry.current_version() == 2 and registry.versions() == [1, 2]
+
+
+def test_models_list_shows_records_per_species_and_the_gate_error(registry, model):
+    registry.publish(model, {"species": ["salmon"], "species_records": {"salmon": 100},
+                             "reason": "bootstrap"})
+    registry.publish(model, {"species": ["salmon", "walleye"],
+                             "species_records": {"salmon": 47, "walleye": 3},
+                             "metrics": {"gate": {"candidate_loo": 0.0257}},
+                             "reason": "window"})
+    first, second = registry.describe()
+    assert first.startswith("  v1") and "records=salmon:100" in first and "bootstrap" in first
+    assert second.startswith("* v2") and "records=salmon:47,walleye:3" in second
+    assert "loo_error=0.0257" in second and "parent=1" in second
