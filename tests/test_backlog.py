@@ -3,7 +3,6 @@ at the real pace, then arrive all at once. No join may be lost."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 
@@ -11,19 +10,12 @@ import pytest
 
 from fishweight.jobs.predict import start_job, stop_job
 from fishweight.models.bootstrap import bootstrap_model
-from fishweight.runtime.kafka import read_topic
 from tests.conftest import fresh_settings
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import produce, read_values
 
 pytestmark = pytest.mark.slow  # a real broker, a live job, 40 s of real time
 
 FISH = 40
-
-
-def _values(settings, topic, expected=None):
-    return [json.loads(m.value) for m in read_topic(
-        settings.bootstrap_servers, topic, expected=expected, timeout_s=150,
-        idle_s=150 if expected else 5)]
 
 
 def _send(settings, weights):
@@ -50,8 +42,8 @@ def test_weights_pause_then_flush_and_every_weight_joins(kafka, tmp_path):
             time.sleep(1)
         # The backlog: every other weight at once, event times 10 s after their fish.
         _send(settings, weights[2:])
-        diffs = _values(settings, settings.topic_diff, FISH)
-        unmatched = _values(settings, settings.topic_unmatched)
+        diffs = read_values(settings, settings.topic_diff, FISH)
+        unmatched = read_values(settings, settings.topic_unmatched)
     finally:
         stop_job(job)
     assert Counter(d["Fish_Id"] for d in diffs) == Counter(range(1, FISH + 1)), unmatched

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,9 +12,8 @@ import pytest
 from fishweight.jobs.predict import start_job, stop_job
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.runtime.flink_env import latest_snapshot
-from fishweight.runtime.kafka import read_topic
 from tests.conftest import fresh_settings
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import produce, read_values
 
 pytestmark = pytest.mark.slow  # a real broker and two MiniCluster runs
 
@@ -26,13 +24,6 @@ def _fish(fish_id, t_ms):
     weight = {"Species": "salmon", "Fish_Id": fish_id, "Weight": 4.4,
               "Timestamp": t_ms + 10_000}
     return measurement, weight
-
-
-def _values(settings, topic, expected=None):
-    """Wait for ``expected`` records; without it, read until 5 s pass without news."""
-    return [json.loads(m.value) for m in read_topic(
-        settings.bootstrap_servers, topic, expected=expected, timeout_s=120,
-        idle_s=120 if expected else 5)]
 
 
 def test_stop_with_savepoint_and_resume_keeps_the_join_state(kafka, tmp_path):
@@ -47,7 +38,7 @@ def test_stop_with_savepoint_and_resume_keeps_the_join_state(kafka, tmp_path):
             timestamps=[m["Timestamp"] for m in measurements])
 
     job = start_job(settings, local=True)
-    assert len(_values(settings, settings.topic_prediction, 20)) == 20
+    assert len(read_values(settings, settings.topic_prediction, 20, timeout_s=120)) == 20
     savepoint = stop_job(job)
     assert savepoint and (Path(urlparse(savepoint).path) / "_metadata").is_file(), savepoint
     assert latest_snapshot(settings.resolved_checkpoint_uri) == urlparse(savepoint).path
@@ -57,11 +48,12 @@ def test_stop_with_savepoint_and_resume_keeps_the_join_state(kafka, tmp_path):
             keys=[w["Fish_Id"] for w in weights], timestamps=[w["Timestamp"] for w in weights])
     job = start_job(settings, local=True)
     try:
-        _values(settings, settings.topic_diff, 20)
-        diffs = _values(settings, settings.topic_diff)  # a duplicate would show up now
+        read_values(settings, settings.topic_diff, 20, timeout_s=120)
+        # Read on until 5 s without news: a duplicate would show up now.
+        diffs = read_values(settings, settings.topic_diff, timeout_s=120)
     finally:
         stop_job(job)
     assert Counter(d["Fish_Id"] for d in diffs) == Counter(range(1, 21))
     # Resumed from the saved offsets: nothing was read, predicted or written twice.
-    predictions = _values(settings, settings.topic_prediction)
+    predictions = read_values(settings, settings.topic_prediction, timeout_s=120)
     assert sorted(p["Fish_Id"] for p in predictions) == list(range(1, 21))
