@@ -262,8 +262,9 @@ def test_bad_records_are_dead_lettered_and_a_store_outage_loses_no_event(trainer
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
     try:
+        # Wait for all five: the store outage's backoff (0.5 + 1 + 2 s) may come between.
         dead = read_topic(settings.bootstrap_servers, settings.topic_dead_letter, expected=5,
-                          timeout_s=60)
+                          timeout_s=60, idle_s=60)
         deadline = time.monotonic() + 60
         while not read_decisions(settings) and time.monotonic() < deadline:
             time.sleep(0.2)
