@@ -218,7 +218,7 @@ def test_unreadable_records_are_dead_lettered(trainer_settings):
     running = Running(settings)
     try:
         dead = read_topic(settings.bootstrap_servers, settings.topic_dead_letter, expected=3,
-                          timeout_s=30)
+                          timeout_s=30, idle_s=30)
     finally:
         running.close()
     assert len(dead) == 3
