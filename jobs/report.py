@@ -235,6 +235,10 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
     for d in data.dead_letters:
         dead_by_topic[d.value.get("SourceTopic", "?")] = dead_by_topic.get(
             d.value.get("SourceTopic", "?"), 0) + 1
+    unmatched_by_reason: dict[str, int] = {}
+    for u in data.unmatched:
+        reason = f'{u.value.get("Kind")}: {str(u.value.get("Reason")).split(":")[0]}'
+        unmatched_by_reason[reason] = unmatched_by_reason.get(reason, 0) + 1
     dead_measurements = data.dead_letters_from(settings.topic_measurement)
     dead_weights = data.dead_letters_from(settings.topic_weight)
     produced = data.produced.get("measurements")
@@ -252,6 +256,7 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
             "retrain_events": len(data.retrains),
             "unmatched_weights": data.unmatched_of("weight"),
             "unmatched_measurements": data.unmatched_of("measurement"),
+            "unmatched_by_reason": unmatched_by_reason,
             "accounted": (produced is not None
                           and produced == len(data.predictions) + dead_measurements),
             "weights_accounted": (weights_produced is not None and weights_produced
@@ -337,7 +342,8 @@ def write_markdown(summary: dict[str, Any], path: Path, chart_name: str) -> None
         f"{c['accounted']}",
         f"- every weight accounted for (produced = joined + unmatched + dead-lettered): "
         f"{c['weights_accounted']} ({c['unmatched_weights']} unmatched weights, "
-        f"{c['unmatched_measurements']} measurements without a weight)",
+        f"{c['unmatched_measurements']} measurements without a weight) "
+        f"{c.get('unmatched_by_reason') or ''}",
         f"- joined pairs: {c['joined_pairs']}, windows closed: {c['windows_closed']}, "
         f"retrain events: {c['retrain_events']}", "",
         "## Drifts: how fast the loop adapted", "",

@@ -64,9 +64,11 @@ CREATE TEMPORARY TABLE dead_letter_sink (
     `Partition`    INT,
     `Offset`       BIGINT,
     KafkaTimestamp TIMESTAMP_LTZ(3),
+    Fish_Id        BIGINT,  -- when the record names a valid one
     Reason         STRING,
-    Payload        STRING,  -- as text (invalid UTF-8 escaped), cut to a limit
-    PayloadSize    INT,     -- bytes
+    Payload        STRING,  -- as text (invalid UTF-8 escaped), cut to a limit; for a
+                            -- duplicate, its fields as JSON
+    PayloadSize    INT,     -- bytes (NULL for a duplicate: it was valid)
     PayloadSha256  STRING
 ) WITH (
     {dead_letter_sink}

@@ -1,26 +1,89 @@
--- Dead letters and the interval join of predictions with actual weights. The
--- `*_once` views are materialized views with their event time as `row_time`.
+-- Duplicates, dead letters and the interval join of predictions with actual weights.
+-- The `*_once` views are materialized views with their event time as `row_time`.
+--
+-- A Fish_Id names one fish. Its first measurement record that carries a valid
+-- Fish_Id (predicted, or rejected for another field) and its first valid weight are
+-- the fish's; a later record with the same Fish_Id, while the id is remembered
+-- (state_ttl_s after its last record), is a dead letter "duplicate Fish_Id". So each
+-- weight meets at most one measurement and each fish gives at most one diff. "First"
+-- is arrival order: the producers key records by Fish_Id, so one id stays in one
+-- partition, in order.
+
+CREATE TEMPORARY VIEW measurement_outcomes AS
+SELECT *,
+    COUNT(*) OVER (PARTITION BY Fish_Id ORDER BY proc_time
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS seen
+FROM (
+    SELECT kafka_partition, kafka_offset, kafka_time, reason,
+           payload_text, payload_size, payload_sha256,
+           Species, Fish_Id, Length, Height, `Timestamp`, Prediction, row_time,
+           PROCTIME() AS proc_time
+    FROM measurement_scored_once
+    WHERE Fish_Id IS NOT NULL
+);
+
+CREATE TEMPORARY VIEW weight_outcomes AS
+SELECT *,
+    COUNT(*) OVER (PARTITION BY Fish_Id ORDER BY proc_time
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS seen
+FROM (
+    SELECT kafka_partition, kafka_offset, kafka_time,
+           payload_text, payload_size, payload_sha256,
+           Species, Fish_Id, Weight, `Timestamp`, row_time,
+           -- Behind its own stream's watermark on arrival: out of order by more than
+           -- the watermark delay (the reason, should it find no prediction).
+           row_time <= CURRENT_WATERMARK(row_time) AS late,
+           PROCTIME() AS proc_time
+    FROM weight_validated_once
+    WHERE reason IS NULL
+);
+
+-- Each fish's first measurement record: predicted (reason NULL) or rejected.
+CREATE TEMPORARY VIEW first_measurements AS
+SELECT Species, Fish_Id, Length, Height, `Timestamp`, Prediction, reason, row_time
+FROM measurement_outcomes
+WHERE seen = 1;
 
 CREATE TEMPORARY VIEW predictions AS
 SELECT Species, Fish_Id, Length, Height, `Timestamp`, Prediction, row_time
-FROM measurement_scored_once
+FROM first_measurements
 WHERE reason IS NULL;
 
 CREATE TEMPORARY VIEW weights AS
-SELECT Species, Fish_Id, Weight, `Timestamp`, row_time
-FROM weight_validated_once
-WHERE reason IS NULL;
+SELECT Species, Fish_Id, Weight, `Timestamp`, late, row_time
+FROM weight_outcomes
+WHERE seen = 1;
 
 CREATE TEMPORARY VIEW dead_letters AS
 SELECT '{topic_measurement}' AS SourceTopic, kafka_partition, kafka_offset, kafka_time,
-       reason, payload_text, payload_size, payload_sha256
+       Fish_Id, reason, payload_text, payload_size, payload_sha256
 FROM measurement_scored_once
 WHERE reason IS NOT NULL
 UNION ALL
+SELECT '{topic_measurement}' AS SourceTopic, kafka_partition, kafka_offset, kafka_time,
+       Fish_Id,
+       'duplicate Fish_Id: ' || CAST(Fish_Id AS STRING) || ' was measured before '
+           || '(record ' || CAST(seen AS STRING) || '; the first one is the fish''s)',
+       JSON_OBJECT('Species' VALUE Species, 'Fish_Id' VALUE Fish_Id, 'Length' VALUE Length,
+                   'Height' VALUE Height, 'Timestamp' VALUE `Timestamp`),
+       CAST(NULL AS INT), CAST(NULL AS STRING)
+FROM measurement_outcomes
+WHERE seen > 1 AND reason IS NULL
+UNION ALL
 SELECT '{topic_weight}' AS SourceTopic, kafka_partition, kafka_offset, kafka_time,
-       reason, payload_text, payload_size, payload_sha256
+       Fish_Id, reason, payload_text, payload_size, payload_sha256
 FROM weight_validated_once
-WHERE reason IS NOT NULL;
+WHERE reason IS NOT NULL
+UNION ALL
+SELECT '{topic_weight}' AS SourceTopic, kafka_partition, kafka_offset, kafka_time,
+       Fish_Id,
+       'duplicate Fish_Id: ' || CAST(Fish_Id AS STRING) || ' was weighed before '
+           || '(record ' || CAST(seen AS STRING) || '; the first one is the fish''s)',
+       JSON_OBJECT('Species' VALUE Species, 'Fish_Id' VALUE Fish_Id, 'Weight' VALUE Weight,
+                   'Timestamp' VALUE `Timestamp`),
+       CAST(NULL AS INT), CAST(NULL AS STRING)
+FROM weight_outcomes
+WHERE seen > 1;
 
 -- A prediction meets the actual weight measured within the join bound after it.
 CREATE TEMPORARY VIEW diffs AS
@@ -41,23 +104,30 @@ JOIN weights AS w
   ON p.Fish_Id = w.Fish_Id
  AND w.row_time BETWEEN p.row_time AND p.row_time + INTERVAL '{join_bound}' SECOND;
 
--- Every valid record is accounted for: the same interval join as a FULL OUTER join
--- emits, besides the pairs (dropped here, they are `diffs`), each weight and each
--- prediction that found no partner, when the watermark passes its bound, or at once
--- when it arrives too late for the join. Append-only, like the inner join.
+-- Every valid record is accounted for: the same interval join as a FULL OUTER join,
+-- with the rejected first measurements on the left too, emits each record that found
+-- no partner when the watermark passes its bound, or at once when it arrives too late
+-- for the join. Pairs of a prediction and a weight are `diffs` and dropped here; so is
+-- a rejected measurement without a weight (it is a dead letter). Append-only.
 CREATE TEMPORARY VIEW unmatched AS
 SELECT
     CASE WHEN w.Fish_Id IS NOT NULL THEN 'weight' ELSE 'measurement' END AS Kind,
-    COALESCE(w.Fish_Id, p.Fish_Id)                                        AS Fish_Id,
-    COALESCE(w.Species, p.Species)                                        AS Species,
-    COALESCE(w.`Timestamp`, p.`Timestamp`)                                AS `Timestamp`,
-    CASE WHEN w.Fish_Id IS NOT NULL
-         THEN 'no prediction of this Fish_Id within {join_bound} s before the weight '
-              || '(never measured, measurement rejected, or the weight came too late)'
-         ELSE 'no weight within {join_bound} s after the measurement'
+    COALESCE(w.Fish_Id, m.Fish_Id)                                        AS Fish_Id,
+    COALESCE(w.Species, m.Species)                                        AS Species,
+    COALESCE(w.`Timestamp`, m.`Timestamp`)                                AS `Timestamp`,
+    CASE
+        WHEN w.Fish_Id IS NULL
+            THEN 'no weight within {join_bound} s after the measurement'
+        WHEN m.Fish_Id IS NOT NULL
+            THEN 'measurement rejected: ' || m.reason
+        WHEN w.late
+            THEN 'late: the weight arrived behind the watermark, after its measurement '
+                 || 'could be joined'
+        ELSE 'no measurement of this Fish_Id within {join_bound} s before the weight'
     END                                                                   AS Reason
-FROM predictions AS p
+FROM first_measurements AS m
 FULL OUTER JOIN weights AS w
-  ON p.Fish_Id = w.Fish_Id
- AND w.row_time BETWEEN p.row_time AND p.row_time + INTERVAL '{join_bound}' SECOND
-WHERE p.Fish_Id IS NULL OR w.Fish_Id IS NULL;
+  ON m.Fish_Id = w.Fish_Id
+ AND w.row_time BETWEEN m.row_time AND m.row_time + INTERVAL '{join_bound}' SECOND
+WHERE (m.Fish_Id IS NULL OR w.Fish_Id IS NULL OR m.reason IS NOT NULL)
+  AND NOT (w.Fish_Id IS NULL AND m.reason IS NOT NULL);

@@ -10,6 +10,7 @@ against Kafka (``tests/test_pipeline.py``). Each ``check_*`` takes
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections import Counter
 
@@ -40,6 +41,13 @@ class Plan:
         self.bad_weights: dict[str, str] = {}
         self.estimator = estimator
         self.no_diff = set()
+        self.duplicates: list[tuple[str, int]] = []  # (m|w, Fish_Id) dead-lettered
+        self.duplicate_predictions: dict[float, float] = {}  # Length -> prediction
+        self.unmatched: dict[tuple[str, int], str] = {}  # (Kind, Fish_Id) -> reason
+
+    def weigh(self, fish_id, species, weighed_ms, weight):
+        self.weights.append(Sent({"Species": species, "Fish_Id": fish_id, "Weight": weight,
+                                  "Timestamp": weighed_ms}, weighed_ms, key=fish_id))
 
     def add(self, fish_id, species, measured_ms, target_error, weight_delay_ms=10 * S,
             send_weight=True):
@@ -63,9 +71,9 @@ class Plan:
         self.expected_error[fish_id] = round(abs(predicted - actual) / actual, 3)
         self.window_of[fish_id] = (weighed_ms - T0) // (60 * S)
 
-    def bad(self, topic_kind, payload: bytes, reason: str, kafka_ms=T0 + 100 * S):
+    def bad(self, topic_kind, payload: bytes, reason: str, kafka_ms=T0 + 100 * S, key=None):
         target = self.measurements if topic_kind == "m" else self.weights
-        target.append(Sent(payload, kafka_ms))
+        target.append(Sent(payload, kafka_ms, key=key))
         (self.bad_measurements if topic_kind == "m" else self.bad_weights)[payload] = reason
 
 
@@ -95,6 +103,31 @@ def build_plan(estimator) -> Plan:
     plan.add(90, "salmon", T0 + 150 * S, 0.01, weight_delay_ms=61 * S)  # after the bound
     plan.add(91, "salmon", T0 + 150 * S, 0.01, weight_delay_ms=60 * S)  # on the bound
     plan.add(92, "salmon", T0 + 152 * S, 0.01, send_weight=False)       # never weighed
+    plan.unmatched.update({
+        ("weight", 90): "no measurement of this Fish_Id within 60 s before the weight",
+        ("measurement", 90): "no weight within 60 s after the measurement",
+        ("measurement", 92): "no weight within 60 s after the measurement"})
+    # Fish 93 is measured twice and weighed twice. The first of each to arrive is the
+    # fish's; the input is not keyed in the fast tier, so either may arrive first.
+    for length, measured_ms in ((82.0, T0 + 160 * S), (83.0, T0 + 162 * S)):
+        record = _fish(93, "salmon", measured_ms, length, 17.3)
+        plan.measurements.append(Sent(record, measured_ms, key=93))
+        frame = pd.DataFrame([{"Species": "salmon", "Length": length, "Height": 17.3}])
+        plan.duplicate_predictions[length] = float(plan.estimator.predict(frame)[0])
+    plan.weigh(93, "salmon", T0 + 170 * S, 3.0)
+    plan.weigh(93, "salmon", T0 + 172 * S, 3.1)
+    plan.duplicates += [("m", 93), ("w", 93)]
+    plan.window_of[93] = 2  # either weight falls in window 2
+    # Fish 94's measurement is rejected; its valid weight is unmatched with that reason.
+    bad_length = {"Species": "salmon", "Fish_Id": 94, "Length": 900.0, "Height": 17.0,
+                  "Timestamp": T0 + 165 * S}
+    plan.bad("m", json.dumps(bad_length).encode(), "out of range: Length", T0 + 165 * S, 94)
+    plan.weigh(94, "salmon", T0 + 175 * S, 4.2)
+    plan.unmatched[("weight", 94)] = "measurement rejected: out of range: Length = 900"
+    # Fish 95 is weighed, never measured.
+    plan.weigh(95, "salmon", T0 + 176 * S, 4.0)
+    plan.unmatched[("weight", 95)] = (
+        "no measurement of this Fish_Id within 60 s before the weight")
 
     good = f'"Species":"salmon","Fish_Id":500,"Timestamp":{T0 + 100 * S}'
     plan.bad("m", b"this is not json", "not valid JSON")
@@ -126,9 +159,12 @@ def build_plan(estimator) -> Plan:
 def check_predictions_match_the_model(run):
     _, model, plan, out = run
     by_id = Counter(p["Fish_Id"] for p in out.values("predictions"))
-    assert set(by_id) == set(plan.predicted)
+    duplicated = {i for _, i in plan.duplicates}
+    assert set(by_id) == set(plan.predicted) | duplicated
     assert max(by_id.values()) == 1, "a measurement was predicted twice"
     for p in out.values("predictions"):
+        if p["Fish_Id"] in duplicated:
+            continue  # check_a_repeated_fish_id_is_one_fish
         pred = p["Prediction"]
         assert math.isclose(pred["Weight"], plan.predicted[p["Fish_Id"]], abs_tol=1e-9)
         assert pred["ModelVersion"] == model.version == 1
@@ -139,10 +175,14 @@ def check_predictions_match_the_model(run):
 def check_join_yields_one_diff_per_fish_within_the_bound(run):
     _, _, plan, out = run
     ids = Counter(d["Fish_Id"] for d in out.values("diffs"))
-    assert set(ids) == set(plan.expected_error), set(ids) ^ set(plan.expected_error)
+    duplicated = {i for _, i in plan.duplicates}
+    assert set(ids) == set(plan.expected_error) | duplicated, set(ids) ^ set(
+        plan.expected_error)
     assert max(ids.values()) == 1
     assert 90 not in ids and 92 not in ids and 91 in ids
     for d in out.values("diffs"):
+        if d["Fish_Id"] in duplicated:
+            continue
         assert d["Error"] == pytest.approx(plan.expected_error[d["Fish_Id"]], abs=1.01e-3)
         assert d["PredictedWeight"] == pytest.approx(plan.predicted[d["Fish_Id"]], abs=1e-9)
         assert d["ModelVersion"] == 1
@@ -218,8 +258,9 @@ def check_bad_input_is_dead_lettered_with_its_reason(run):
     settings, _, plan, out = run
     expected = [(settings.topic_measurement, p, r) for p, r in plan.bad_measurements.items()]
     expected += [(settings.topic_weight, p, r) for p, r in plan.bad_weights.items()]
-    got = {(d["SourceTopic"], d["PayloadSha256"]): d for d in out.values("dead_letters")}
-    assert len(out.values("dead_letters")) == len(expected)
+    letters = [d for d in out.values("dead_letters") if "duplicate" not in d["Reason"]]
+    got = {(d["SourceTopic"], d["PayloadSha256"]): d for d in letters}
+    assert len(letters) == len(expected)
     for topic, payload, reason in expected:
         letter = got[(topic, hashlib.sha256(payload).hexdigest())]
         assert reason in letter["Reason"], (payload[:80], letter["Reason"])
@@ -230,15 +271,46 @@ def check_bad_input_is_dead_lettered_with_its_reason(run):
         assert d["Offset"] >= 0 and d["Partition"] in (0, 1, 2)
 
 
+def check_a_repeated_fish_id_is_one_fish(run):
+    """The first measurement and the first weight of a Fish_Id are the fish's."""
+    settings, _, plan, out = run
+    topics = {"m": settings.topic_measurement, "w": settings.topic_weight}
+    duplicates = sorted((d["SourceTopic"], d["Fish_Id"]) for d in out.values("dead_letters")
+                        if d["Reason"].startswith("duplicate Fish_Id"))
+    assert duplicates == sorted((topics[k], i) for k, i in plan.duplicates)
+    for d in out.values("dead_letters"):
+        if d["Reason"].startswith("duplicate Fish_Id"):
+            assert json.loads(d["Payload"])["Fish_Id"] == d["Fish_Id"]
+            assert d["Offset"] >= 0
+    fish = {i for _, i in plan.duplicates}.pop()
+    (kept,) = [p for p in out.values("predictions") if p["Fish_Id"] == fish]
+    (dropped,) = [json.loads(d["Payload"]) for d in out.values("dead_letters")
+                  if d["Fish_Id"] == fish and d["SourceTopic"] == settings.topic_measurement]
+    assert {kept["Length"], dropped["Length"]} == set(plan.duplicate_predictions)
+    assert kept["Prediction"]["Weight"] == pytest.approx(
+        plan.duplicate_predictions[kept["Length"]], abs=1e-9)
+    (diff,) = [d for d in out.values("diffs") if d["Fish_Id"] == fish]
+    (other,) = [json.loads(d["Payload"]) for d in out.values("dead_letters")
+                if d["Fish_Id"] == fish and d["SourceTopic"] == settings.topic_weight]
+    weighed = {w.payload["Weight"] for w in plan.weights if w.key == fish}
+    assert {diff["ActualWeight"], other["Weight"]} == weighed
+    # The diff pairs the published prediction with the weight that was kept.
+    assert diff["PredictedWeight"] == kept["Prediction"]["Weight"]
+    assert diff["Length"] == kept["Length"]
+
+
 def check_every_input_record_is_accounted_for(run):
     settings, _, plan, out = run
     dead_m = out.dead_letters_from(settings.topic_measurement)
     dead_w = out.dead_letters_from(settings.topic_weight)
     assert len(out.values("predictions")) + dead_m == len(plan.measurements)
-    unmatched = {(u["Kind"], u["Fish_Id"]) for u in out.values("unmatched")}
-    # Fish 90: its weight came after the bound; fish 92 was never weighed.
-    assert unmatched == {("weight", 90), ("measurement", 90), ("measurement", 92)}, unmatched
-    assert len(out.values("unmatched")) == 3
+    unmatched = {(u["Kind"], u["Fish_Id"]): u["Reason"] for u in out.values("unmatched")}
+    # Fish 90: its weight came after the bound; 92 was never weighed; 94's measurement
+    # was rejected; 95 was never measured.
+    assert set(unmatched) == set(plan.unmatched), unmatched
+    for key, reason in plan.unmatched.items():
+        assert unmatched[key].startswith(reason), (key, unmatched[key])
+    assert len(out.values("unmatched")) == len(plan.unmatched)
     assert (len(out.values("diffs")) + out.unmatched_of("weight") + dead_w
             == len(plan.weights))
 
@@ -249,5 +321,6 @@ CHECKS = [
     check_retrain_fires_early_once_per_drifting_window,
     check_every_window_is_reported_once_with_final_figures,
     check_bad_input_is_dead_lettered_with_its_reason,
+    check_a_repeated_fish_id_is_one_fish,
     check_every_input_record_is_accounted_for,
 ]

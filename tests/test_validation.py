@@ -48,7 +48,10 @@ def test_valid_records_pass_through():
 def test_bad_measurements_get_a_reason(payload, reason):
     checked = check_measurement(payload)
     assert checked["reason"].startswith(reason), checked["reason"]
-    assert checked["Fish_Id"] is None
+    # Only a valid Fish_Id survives a rejection (the job uses it to explain the weight).
+    valid_id = '"Fish_Id": 7' in payload or '"Fish_Id":1,' in payload
+    assert checked["Fish_Id"] == ((7 if "7" in payload else 1) if valid_id else None)
+    assert all(checked[k] is None for k in ("Species", "Length", "Height", "Timestamp"))
 
 
 @pytest.mark.parametrize("weight, reason", [
@@ -88,7 +91,8 @@ BIG = "9" * 4301  # Python refuses to convert integers with more than 4300 digit
 def test_hostile_payloads_are_rejected_never_raised(payload, reason):
     checked = check_measurement(payload)
     assert checked["reason"].startswith(reason), checked["reason"]
-    assert checked["Fish_Id"] is None and len(checked["reason"]) <= 500
+    assert checked["Species"] is None and checked["Length"] is None
+    assert len(checked["reason"]) <= 500
 
 
 def test_an_integer_too_long_to_convert_is_rejected():
@@ -101,8 +105,9 @@ def test_implausible_timestamp_against_the_kafka_time():
     limits = Limits(max_clock_skew_s=3600)
     ts = GOOD_M["Timestamp"]
     assert check_measurement(json.dumps(GOOD_M), limits, ts + 3_600_999)["reason"] is None
-    assert check_measurement(json.dumps(GOOD_M), limits, ts - 3_601_000)["reason"].startswith(
-        "implausible Timestamp: more than 3600 s")
+    late = check_measurement(json.dumps(GOOD_M), limits, ts - 3_601_000)
+    assert late["reason"].startswith("implausible Timestamp: more than 3600 s")
+    assert late["Fish_Id"] == 7 and late["Timestamp"] is None
 
 
 def test_the_udf_frame_carries_dead_letter_evidence_and_never_raises():

@@ -7,7 +7,8 @@ the wrong shape, or outside the plausible ranges gets a reason, and so does anyt
 unexpected (the exception's class and message). ``parse_measurement`` and
 ``parse_weight`` wrap them as vectorized Flink UDFs returning a ROW whose ``reason``
 is NULL for a valid record; a rejected record also carries what its dead letter
-needs: the payload as text cut to a limit, its size and its SHA-256.
+needs: the payload as text cut to a limit, its size and its SHA-256, and its
+Fish_Id when that alone is valid (every other field is NULL).
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ def _check(payload: bytes | str | None, numbers: tuple[str, ...], limits: Limits
         checked = _check_fields(_as_bytes(payload), numbers, limits, out)
         if (checked["reason"] is None and kafka_ms is not None
                 and abs(checked["Timestamp"] - kafka_ms) // 1000 > limits.max_clock_skew_s):
-            return _reject(_empty(numbers), "implausible Timestamp: more than "
+            rejected = _empty(numbers)
+            rejected["Fish_Id"] = checked["Fish_Id"]
+            return _reject(rejected, "implausible Timestamp: more than "
                            f"{limits.max_clock_skew_s:g} s from the Kafka record time")
         return checked
     except Exception as exc:  # noqa: BLE001 - the job must survive any input
@@ -120,6 +123,11 @@ def _check_fields(raw: bytes | None, numbers: tuple[str, ...], limits: Limits,
         return _reject(out, f"not valid JSON: {getattr(exc, 'msg', exc)}{where}")
     if not isinstance(record, dict):
         return _reject(out, f"not a JSON object but {type(record).__name__}")
+    # A rejected record keeps its Fish_Id when that is valid: the job can then tell a
+    # weight that its fish's measurement was rejected (and the dead letter names it).
+    fish_id = record.get("Fish_Id")
+    if isinstance(fish_id, int) and not isinstance(fish_id, bool) and 0 < fish_id < 2**63:
+        out["Fish_Id"] = fish_id
     missing = [k for k in ("Species", "Fish_Id", *numbers, "Timestamp")
                if record.get(k) is None]
     if missing:

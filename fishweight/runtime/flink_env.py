@@ -56,9 +56,10 @@ def flink_config(settings: Settings, *, local: bool,
         # but a paused producer must hold it for the join bound (see the setting).
         "table.exec.source.idle-timeout": f"{int(settings.idle_timeout_s * 1000)} ms",
         "table.local-time-zone": "UTC",
-        # Bounds the retrain trigger's per-window running aggregates (joins and windows
-        # clean their state by watermark and are not affected).
-        "table.exec.state.ttl": f"{int(settings.trigger_state_ttl_s * 1000)} ms",
+        # Bounds the keyed OVER state: the duplicate Fish_Id check and the retrain
+        # trigger's running window figures (joins and windows clean their state by
+        # watermark and are not affected).
+        "table.exec.state.ttl": f"{int(settings.state_ttl_s * 1000)} ms",
         # Bounded restarts: a broken job must fail visibly, not restart forever.
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": str(settings.restart_attempts),

@@ -161,11 +161,12 @@ class Settings:
                   "doc": "Joined records a window needs before its running AVG(Error) may "
                          "trigger a retrain (one noisy fish cannot)"},
     )
-    trigger_state_ttl_s: float = field(
-        default=3600.0,
-        metadata={"env": "FISHWEIGHT_TRIGGER_STATE_TTL_S",
-                  "doc": "The trigger forgets a window's running figures this long after "
-                         "its last joined record (bounds state; keep >> window + join bound)"},
+    state_ttl_s: float = field(
+        default=600.0,
+        metadata={"env": "FISHWEIGHT_STATE_TTL_S",
+                  "doc": "Keyed state idle this long is forgotten: the duplicate Fish_Id "
+                         "check (an id repeated later is a new fish) and the retrain "
+                         "trigger's running window figures; >= 2 * (window + join bound)"},
     )
     retrain_samples: int = field(
         default=50,
@@ -306,8 +307,8 @@ class Settings:
                             "(else weights after a pause are late for the join)")
         if self.min_window_count < 1:
             problems.append("min_window_count must be >= 1")
-        if self.trigger_state_ttl_s < 2 * (self.window_s + self.join_bound_s):
-            problems.append("trigger_state_ttl_s must be >= 2 * (window_s + join_bound_s)")
+        if self.state_ttl_s < 2 * (self.window_s + self.join_bound_s):
+            problems.append("state_ttl_s must be >= 2 * (window_s + join_bound_s)")
         if self.parallelism < 1 or self.topic_partitions < 1:
             problems.append("parallelism and topic_partitions must be >= 1")
         if self.delivery_guarantee not in ("at-least-once", "exactly-once", "none"):
