@@ -3,11 +3,13 @@
 Data path (every step is SQL in ``fishweight.sql``; Python fills options, registers
 the UDFs and adds materialization barriers)::
 
-    measurement_raw ─► 10_score (parse_measurement, predict_weight) ─┬─► prediction_sink
-                                                                     ├─► dead_letter_sink
+    measurement_raw ─► 10_score (parse_measurement, predict_weight) ─┐
     weight_raw ─────► 15_weights (parse_weight) ─────────────────────┤
                                                                      ▼
-                      20_join (interval join on Fish_Id) ─► diff_sink
+                      18_first_seen (one Fish_Id, one fish) ─┬─► prediction_sink
+                                                             ├─► dead_letter_sink
+                                                             ▼
+                      20_join (interval join on Fish_Id) ─► diff_sink, unmatched_sink
                                         │
                                         ▼
                       25_window (tumbling AVG(Error)) ─► window_sink, retrain_sink
@@ -253,6 +255,11 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
         t_env.execute_sql(statement)
     # Parsed once: the join and the dead-letter sink read one weight stream.
     materialize(t_env, "weight_validated", "weight_validated_once")
+    # Each Fish_Id's records counted once, shared by the join and the dead letters.
+    for statement in sql.render(sql.FIRST_SEEN, params):
+        t_env.execute_sql(statement)
+    materialize(t_env, "measurement_outcomes", "measurement_outcomes_once")
+    materialize(t_env, "weight_outcomes", "weight_outcomes_once")
     for statement in sql.render(sql.JOIN, params):
         t_env.execute_sql(statement)
     # Joined once: the diff sink and the window read the same join output and state.

@@ -1,47 +1,11 @@
--- Duplicates, dead letters and the interval join of predictions with actual weights.
--- The `*_once` views are materialized views with their event time as `row_time`.
---
--- A Fish_Id names one fish. Its first measurement record that carries a valid
--- Fish_Id (predicted, or rejected for another field) and its first valid weight are
--- the fish's; a later record with the same Fish_Id, while the id is remembered
--- (state_ttl_s after its last record), is a dead letter "duplicate Fish_Id". So each
--- weight meets at most one measurement and each fish gives at most one diff. "First"
--- is arrival order: the producers key records by Fish_Id, so one id stays in one
--- partition, in order.
-
-CREATE TEMPORARY VIEW measurement_outcomes AS
-SELECT *,
-    COUNT(*) OVER (PARTITION BY Fish_Id ORDER BY proc_time
-                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS seen
-FROM (
-    SELECT kafka_partition, kafka_offset, kafka_time, reason,
-           payload_text, payload_size, payload_sha256,
-           Species, Fish_Id, Length, Height, `Timestamp`, Prediction, row_time,
-           PROCTIME() AS proc_time
-    FROM measurement_scored_once
-    WHERE Fish_Id IS NOT NULL
-);
-
-CREATE TEMPORARY VIEW weight_outcomes AS
-SELECT *,
-    COUNT(*) OVER (PARTITION BY Fish_Id ORDER BY proc_time
-                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS seen
-FROM (
-    SELECT kafka_partition, kafka_offset, kafka_time,
-           payload_text, payload_size, payload_sha256,
-           Species, Fish_Id, Weight, `Timestamp`, row_time,
-           -- Behind its own stream's watermark on arrival: out of order by more than
-           -- the watermark delay (the reason, should it find no prediction).
-           row_time <= CURRENT_WATERMARK(row_time) AS late,
-           PROCTIME() AS proc_time
-    FROM weight_validated_once
-    WHERE reason IS NULL
-);
+-- Dead letters and the interval join of predictions with actual weights. The
+-- `*_once` views are materialized views with their event time as `row_time`; the
+-- `*_outcomes_once` views count each Fish_Id's records (`seen`, sql/18_first_seen.sql).
 
 -- Each fish's first measurement record: predicted (reason NULL) or rejected.
 CREATE TEMPORARY VIEW first_measurements AS
 SELECT Species, Fish_Id, Length, Height, `Timestamp`, Prediction, reason, row_time
-FROM measurement_outcomes
+FROM measurement_outcomes_once
 WHERE seen = 1;
 
 CREATE TEMPORARY VIEW predictions AS
@@ -51,7 +15,7 @@ WHERE reason IS NULL;
 
 CREATE TEMPORARY VIEW weights AS
 SELECT Species, Fish_Id, Weight, `Timestamp`, late, row_time
-FROM weight_outcomes
+FROM weight_outcomes_once
 WHERE seen = 1;
 
 CREATE TEMPORARY VIEW dead_letters AS
@@ -67,7 +31,7 @@ SELECT '{topic_measurement}' AS SourceTopic, kafka_partition, kafka_offset, kafk
        JSON_OBJECT('Species' VALUE Species, 'Fish_Id' VALUE Fish_Id, 'Length' VALUE Length,
                    'Height' VALUE Height, 'Timestamp' VALUE `Timestamp`),
        CAST(NULL AS INT), CAST(NULL AS STRING)
-FROM measurement_outcomes
+FROM measurement_outcomes_once
 WHERE seen > 1 AND reason IS NULL
 UNION ALL
 SELECT '{topic_weight}' AS SourceTopic, kafka_partition, kafka_offset, kafka_time,
@@ -82,7 +46,7 @@ SELECT '{topic_weight}' AS SourceTopic, kafka_partition, kafka_offset, kafka_tim
        JSON_OBJECT('Species' VALUE Species, 'Fish_Id' VALUE Fish_Id, 'Weight' VALUE Weight,
                    'Timestamp' VALUE `Timestamp`),
        CAST(NULL AS INT), CAST(NULL AS STRING)
-FROM weight_outcomes
+FROM weight_outcomes_once
 WHERE seen > 1;
 
 -- A prediction meets the actual weight measured within the join bound after it.

@@ -53,5 +53,7 @@ def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
     assert count("IntervalJoin(joinType=[InnerJoin]") == 1
     assert count("IntervalJoin(joinType=[FullOuterJoin]") == 1
     assert count("IntervalJoin(") == 2
+    # One duplicate check per input stream, shared by the join and the dead letters.
+    assert count("OverAggregate(partitionBy=[Fish_Id]") == 2
     assert count("table=[[default_catalog, default_database, measurement_raw") == 1
     assert count("table=[[default_catalog, default_database, weight_raw") == 1
