@@ -49,6 +49,7 @@ from fishweight.models.registry import ModelError, ModelRegistry
 from fishweight.runtime.flink_env import create_stream_env, restore_path
 from fishweight.runtime.kafka import KafkaNotConfigured, create_topics, require_kafka
 from fishweight.runtime.settings import Settings
+from fishweight.udfs.metrics import observe_pipeline
 from fishweight.udfs.predict import predict_weight
 from fishweight.udfs.validation import Limits, parse_measurement, parse_weight
 
@@ -179,13 +180,19 @@ def sql_params(settings: Settings) -> dict[str, str]:
     return params
 
 
-def materialize(t_env: StreamTableEnvironment, view: str, name: str) -> None:
+def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
+                rowtime: bool = True) -> None:
     """Register ``name`` as ``view`` computed once, with its rowtime as ``row_time``.
 
     The DataStream round trip is a boundary the planner cannot see through, so every
-    statement reading ``name`` shares one physical stream instead of recomputing it.
+    statement reading ``name`` shares one physical stream instead of recomputing it
+    (and no Python UDF after it is pushed into the branches before it). A view without
+    a rowtime (``rowtime=False``) keeps its columns as they are.
     """
     stream = t_env.to_data_stream(t_env.from_path(view))
+    if not rowtime:
+        t_env.create_temporary_view(name, t_env.from_data_stream(stream))
+        return
     t_env.create_temporary_view(name, t_env.from_data_stream(
         stream,
         Schema.new_builder()
@@ -238,6 +245,7 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
     limits = Limits.from_settings(settings)
     t_env.create_temporary_function("parse_measurement", parse_measurement(limits))
     t_env.create_temporary_function("parse_weight", parse_weight(limits))
+    t_env.create_temporary_function("observe_pipeline", observe_pipeline())
     t_env.create_temporary_function(
         "predict_weight", predict_weight(str(registry.root.resolve()), settings.model_poll_s,
                                          str(registry.key_file.resolve())))
@@ -266,6 +274,13 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
     materialize(t_env, "diffs", "diffs_once")
     for statement in sql.render(sql.WINDOW, params):
         t_env.execute_sql(statement)
+    # Each output computed once, shared by its sink and the metrics stage.
+    for view in ("unmatched", "window_errors", "retrain_events", "dead_letters"):
+        materialize(t_env, view, f"{view}_once", rowtime=False)
+    for statement in sql.render(sql.METRICS, params):
+        t_env.execute_sql(statement)
+    # One metrics stage for the union of the outputs, not one per branch.
+    materialize(t_env, "observations", "observations_once", rowtime=False)
     statements = t_env.create_statement_set()
     for insert in sql.render(sql.INSERTS, params):
         statements.add_insert_sql(insert)

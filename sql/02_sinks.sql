@@ -73,3 +73,10 @@ CREATE TEMPORARY TABLE dead_letter_sink (
 ) WITH (
     {dead_letter_sink}
 );
+
+-- The pipeline's metrics stage writes nowhere: its counters are the output.
+CREATE TEMPORARY TABLE metrics_sink (
+    Observed BOOLEAN
+) WITH (
+    'connector' = 'blackhole'
+);

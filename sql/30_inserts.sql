@@ -10,13 +10,17 @@ SELECT Fish_Id, Species, Length, Height, PredictedWeight, ActualWeight, Error,
 FROM diffs_once;
 
 INSERT INTO window_sink
-SELECT * FROM window_errors;
+SELECT * FROM window_errors_once;
 
 INSERT INTO retrain_sink
-SELECT * FROM retrain_events;
+SELECT * FROM retrain_events_once;
 
 INSERT INTO unmatched_sink
-SELECT * FROM unmatched;
+SELECT * FROM unmatched_once;
 
 INSERT INTO dead_letter_sink
-SELECT * FROM dead_letters;
+SELECT * FROM dead_letters_once;
+
+-- The pipeline's metrics (web UI and REST, group `fishweight`, see udfs/metrics.py).
+INSERT INTO metrics_sink
+SELECT observe_pipeline(Kind, Detail, `Value`) FROM observations_once;

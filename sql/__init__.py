@@ -19,6 +19,7 @@ WEIGHTS = "15_weights.sql"
 FIRST_SEEN = "18_first_seen.sql"
 JOIN = "20_join.sql"
 WINDOW = "25_window.sql"
+METRICS = "28_metrics.sql"
 INSERTS = "30_inserts.sql"
 EVENT_TIME = "event_time.sql"
 

@@ -10,6 +10,7 @@ from fishweight.udfs.validation import (
     _frame,
     check_measurement,
     check_weight,
+    reason_class,
 )
 
 GOOD_M = {"Species": "salmon", "Fish_Id": 7, "Length": 88.1, "Height": 19.2,
@@ -48,6 +49,7 @@ def test_valid_records_pass_through():
 def test_bad_measurements_get_a_reason(payload, reason):
     checked = check_measurement(payload)
     assert checked["reason"].startswith(reason), checked["reason"]
+    assert reason_class(checked["reason"]) != "other"
     # Only a valid Fish_Id survives a rejection (the job uses it to explain the weight).
     valid_id = '"Fish_Id": 7' in payload or '"Fish_Id":1,' in payload
     assert checked["Fish_Id"] == ((7 if "7" in payload else 1) if valid_id else None)
@@ -93,6 +95,7 @@ def test_hostile_payloads_are_rejected_never_raised(payload, reason):
     assert checked["reason"].startswith(reason), checked["reason"]
     assert checked["Species"] is None and checked["Length"] is None
     assert len(checked["reason"]) <= 500
+    assert reason_class(checked["reason"]) != "other"  # a metric per reason class
 
 
 def test_an_integer_too_long_to_convert_is_rejected():

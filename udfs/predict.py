@@ -138,11 +138,15 @@ class PredictWeight(ScalarFunction):
         self._swaps = group.counter("modelSwaps")
         self._refusals = group.counter("modelRefusals")
         group.gauge("modelVersion", lambda: self.server.model.version)
+        # PyFlink has no histogram; a distribution reports count, sum, min, max and mean.
+        self._batch_ms = group.distribution("predictBatchMs")
         log.info("serving model version %d from %s", self.server.model.version, self.model_dir)
 
     def eval(self, species: pd.Series, length: pd.Series, height: pd.Series) -> pd.DataFrame:
         swaps, refusals = self.server.swaps, self.server.refusals
+        started = time.perf_counter()
         out = self.server.predict(species, length, height)
+        self._batch_ms.update(round((time.perf_counter() - started) * 1000))
         self._predictions.inc(len(out))
         self._swaps.inc(self.server.swaps - swaps)
         self._refusals.inc(self.server.refusals - refusals)

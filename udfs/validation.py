@@ -26,6 +26,34 @@ MEASUREMENT_NUMBERS = ("Length", "Height")
 WEIGHT_NUMBERS = ("Weight",)
 REASON_CHARS = 500  # a reason quotes values; keep it readable
 
+# Every dead-letter reason starts with one of these; the class names the metric
+# ``fishweight.deadLetters.<class>`` (udfs/metrics.py). Duplicates come from SQL.
+REASON_CLASSES = (
+    ("empty record", "empty"),
+    ("payload too large", "tooLarge"),
+    ("not UTF-8", "notUtf8"),
+    ("not valid JSON", "notJson"),
+    ("not a JSON object", "notObject"),
+    ("missing field", "missingField"),
+    ("wrong type", "wrongType"),
+    ("Species too long", "speciesTooLong"),
+    ("Species has control characters", "speciesControlChars"),
+    ("out of range", "outOfRange"),
+    ("non-finite number", "nonFinite"),
+    ("non-positive number", "nonPositive"),
+    ("implausible Timestamp", "implausibleTimestamp"),
+    ("duplicate Fish_Id", "duplicateFishId"),
+    ("unexpected", "unexpected"),
+)
+
+
+def reason_class(reason: str | None) -> str:
+    """The metric class of a dead-letter reason (``other`` for one not listed)."""
+    for prefix, name in REASON_CLASSES:
+        if reason is not None and reason.startswith(prefix):
+            return name
+    return "other"
+
 
 @dataclass(frozen=True)
 class Limits:
