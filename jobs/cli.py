@@ -163,6 +163,25 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    from fishweight.runtime import cluster
+
+    try:
+        if args.action == "start":
+            started = cluster.start(settings, timeout_s=args.timeout)
+            print("\n".join(cluster.start_lines(started, settings)), flush=True)
+            return 0
+        if args.action == "stop":
+            print("\n".join(cluster.stop(settings, savepoint=not args.no_savepoint)))
+            return 0
+        current = cluster.status(settings)
+        print("\n".join(current.lines()))
+        return 0 if current.running else 3
+    except cluster.ClusterError as exc:
+        print(f"fishweight cluster {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parent = settings_parser()
     parser = argparse.ArgumentParser(prog="fishweight", description=__doc__.splitlines()[0])
@@ -210,6 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=None,
                    help="simulated seconds per wall second (default 5; 1 = real time)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("cluster", parents=[parent],
+                       help="start, stop or query a local Flink session cluster for `flink run`")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="start: seconds to wait for the TaskManager")
+    p.add_argument("--no-savepoint", action="store_true",
+                   help="stop: cancel running jobs instead of stopping them with a savepoint")
+    p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("report", parents=[parent], help="redraw the report of a finished run")
     p.add_argument("--run-dir", type=Path, required=True, help="the demo's run directory")

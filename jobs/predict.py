@@ -115,6 +115,9 @@ class KafkaConnectors:
             "properties.bootstrap.servers": s.bootstrap_servers,
             "properties.group.id": f"{s.consumer_group}-predict",
         }
+        if s.delivery_guarantee == "exactly-once":
+            # Transactional producers upstream: never read an aborted record.
+            options["properties.isolation.level"] = "read_committed"
         if offsets is None:
             # Resume from committed offsets (committed on checkpoints); first run: earliest.
             options["scan.startup.mode"] = "group-offsets"
@@ -159,6 +162,8 @@ class KafkaConnectors:
             if s.delivery_guarantee == "exactly-once":
                 # One transactional id prefix per sink: they must not fence each other.
                 options["sink.transactional-id-prefix"] = f"{s.consumer_group}-{table}"
+                # The connector asks for 1 h; a broker allows 15 min by default.
+                options["properties.transaction.timeout.ms"] = "900000"
             out[table] = options
         return out
 

@@ -54,6 +54,9 @@ class TrainerService:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             client_id="fishweight-trainer",
+            # With exactly-once sinks the job writes in transactions: skip aborted ones.
+            isolation_level=("read_committed" if settings.delivery_guarantee == "exactly-once"
+                             else "read_uncommitted"),
         )
         self.dead_letters = KafkaProducer(bootstrap_servers=settings.bootstrap_servers,
                                           client_id="fishweight-trainer-dlq")

@@ -109,3 +109,21 @@ def test_children_do_not_inherit_pyflinks_process_flags(monkeypatch):
     env = inherit_env(EXTRA="1")
     assert "PYFLINK_GATEWAY_DISABLED" not in env and "_PYFLINK_CONN_INFO_PATH" not in env
     assert env["EXTRA"] == "1" and env["PATH"] == os.environ["PATH"]
+
+
+def test_exactly_once_uses_transactions_and_reads_committed_records():
+    from fishweight.jobs.predict import KafkaConnectors
+
+    plain = KafkaConnectors(Settings.load())
+    assert all(o["sink.delivery-guarantee"] == "at-least-once"
+               for o in plain.sink_options().values())
+    assert "properties.isolation.level" not in plain._source("machine-measurement", None)
+    exact = KafkaConnectors(Settings.load(delivery_guarantee="exactly-once"))
+    sinks = exact.sink_options()
+    prefixes = {o["sink.transactional-id-prefix"] for o in sinks.values()}
+    assert len(prefixes) == len(sinks)  # sinks must not fence each other
+    assert all(o["sink.delivery-guarantee"] == "exactly-once"
+               and int(o["properties.transaction.timeout.ms"]) <= 900_000
+               for o in sinks.values())
+    source = exact._source("machine-measurement", None)
+    assert source["properties.isolation.level"] == "read_committed"
