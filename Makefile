@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fishweight-installed
 
-.PHONY: install test test-fast lint demo clean
+.PHONY: install test test-fast test-extended lint demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,14 @@ install: $(STAMP)
 
 LINTED := fishweight jobs udfs models sql tests
 
-# Everything: lint, the fast tier and the slow tier (broker, MiniCluster, end to end).
+# Lint, the fast tier and the slow tier (broker, MiniCluster, session cluster, end to end).
 test: install
 	$(BIN)/ruff check --output-format concise $(LINTED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not extended"
+
+# The further closed-loop scenarios (slight and gradual drift); CI runs them after `make test`.
+test-extended: install
+	$(BIN)/python -m pytest -m extended
 
 # The fast tier: unit tests and the job's SQL on in-memory rows; no broker.
 test-fast: install

@@ -18,7 +18,8 @@ def produce(bootstrap_servers: str, topic: str, records: list, keys: list | None
     try:
         futures = []
         for i, record in enumerate(records):
-            value = record if isinstance(record, bytes) else json.dumps(record).encode()
+            value = (record if record is None or isinstance(record, bytes)
+                     else json.dumps(record).encode())  # None: a tombstone
             k = keys[i] if keys else None
             ts = timestamps[i] if timestamps else None
             futures.append(producer.send(topic, key=None if k is None else str(k).encode(),

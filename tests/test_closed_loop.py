@@ -80,12 +80,14 @@ def test_three_species_in_turn_and_no_forgetting(kafka, tmp_path):
     assert all(n <= 2 for n in _promotions_per_drift(s)), _promotions_per_drift(s)
 
 
+@pytest.mark.extended
 def test_a_species_only_slightly_off_is_recovered_within_20_fish(kafka, tmp_path):
     _, _, s = _run(kafka, tmp_path, "slight_drift.toml")
     (trout,) = s["drifts"]
     assert trout["fish_until_recovery"] <= 20, trout
 
 
+@pytest.mark.extended
 def test_gradual_drift_ends_near_the_noise_floor(kafka, tmp_path):
     _, _, s = _run(kafka, tmp_path, "gradual_drift.toml")
     last_walleye = [d for d in s["drifts"] if d["species"] == "walleye"][-1]

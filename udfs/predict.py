@@ -147,7 +147,7 @@ class PredictWeight(ScalarFunction):
         started = time.perf_counter()
         out = self.server.predict(species, length, height)
         self._batch_ms.update(round((time.perf_counter() - started) * 1000))
-        self._predictions.inc(len(out))
+        self._predictions.inc(int(out["ModelVersion"].notna().sum()))  # not rejected rows
         self._swaps.inc(self.server.swaps - swaps)
         self._refusals.inc(self.server.refusals - refusals)
         return out
