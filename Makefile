@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fishweight-installed
 
-.PHONY: install test test-fast test-extended lint demo clean
+.PHONY: install test test-fast test-extended lint demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ lint: install
 
 demo: install
 	$(BIN)/fishweight demo
+
+# Benchmarks (not part of `make test`): a table, and JSON under var/bench/.
+bench: install
+	$(BIN)/fishweight bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var build *.egg-info .pytest_cache

@@ -182,6 +182,26 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
         return 1
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from fishweight.jobs import bench
+
+    config = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()
+    if args.rates:
+        config.rates = tuple(int(r) for r in args.rates.split(","))
+    if args.rate_seconds:
+        config.rate_seconds = args.rate_seconds
+    parts = set(args.parts.split(","))
+    unknown = parts - bench.PARTS
+    if unknown:
+        print(f"fishweight bench: unknown part(s) {sorted(unknown)}; choose from "
+              f"{sorted(bench.PARTS)}", file=sys.stderr)
+        return 2
+    results = bench.run_bench(settings, config, parts)
+    print(bench.table(results))
+    print(f"results: {bench.write(results, settings)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parent = settings_parser()
     parser = argparse.ArgumentParser(prog="fishweight", description=__doc__.splitlines()[0])
@@ -238,6 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-savepoint", action="store_true",
                    help="stop: cancel running jobs instead of stopping them with a savepoint")
     p.set_defaults(func=cmd_cluster)
+
+    p = sub.add_parser("bench", parents=[parent],
+                       help="measure serving, throughput, latency, memory and the HTTP baseline")
+    p.add_argument("--quick", action="store_true", help="smaller sizes and shorter rates")
+    p.add_argument("--parts", default="serving,http,throughput,latency",
+                   help="comma-separated: serving, http, throughput, latency")
+    p.add_argument("--rates", default="", help="latency rates per second, e.g. 100,1000,5000")
+    p.add_argument("--rate-seconds", type=float, default=0.0,
+                   help="seconds per latency rate (default 60, --quick 20)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", parents=[parent], help="redraw the report of a finished run")
     p.add_argument("--run-dir", type=Path, required=True, help="the demo's run directory")

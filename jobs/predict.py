@@ -3,7 +3,7 @@
 Data path (every step is SQL in ``fishweight.sql``; Python fills options, registers
 the UDFs and adds materialization barriers)::
 
-    measurement_raw ─► 10_score (parse_measurement, predict_weight) ─┐
+    measurement_raw ─► 10_score (score_measurement: parse + predict) ─┐
     weight_raw ─────► 15_weights (parse_weight) ─────────────────────┤
                                                                      ▼
                       18_first_seen (one Fish_Id, one fish) ─┬─► prediction_sink
@@ -50,8 +50,8 @@ from fishweight.runtime.flink_env import create_stream_env, restore_path
 from fishweight.runtime.kafka import KafkaNotConfigured, create_topics, require_kafka
 from fishweight.runtime.settings import Settings
 from fishweight.udfs.metrics import observe_pipeline
-from fishweight.udfs.predict import predict_weight
-from fishweight.udfs.validation import Limits, parse_measurement, parse_weight
+from fishweight.udfs.predict import score_measurement
+from fishweight.udfs.validation import Limits, parse_weight
 
 log = logging.getLogger(__name__)
 
@@ -248,12 +248,12 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
     connectors = connectors or KafkaConnectors(settings, bounds)
     env, t_env = create_stream_env(settings, local=local, restore_from=restore_from)
     limits = Limits.from_settings(settings)
-    t_env.create_temporary_function("parse_measurement", parse_measurement(limits))
     t_env.create_temporary_function("parse_weight", parse_weight(limits))
     t_env.create_temporary_function("observe_pipeline", observe_pipeline())
     t_env.create_temporary_function(
-        "predict_weight", predict_weight(str(registry.root.resolve()), settings.model_poll_s,
-                                         str(registry.key_file.resolve())))
+        "score_measurement", score_measurement(limits, str(registry.root.resolve()),
+                                               settings.model_poll_s,
+                                               str(registry.key_file.resolve())))
 
     params = sql_params(settings)
     connectors.create_sources(env, t_env, params)

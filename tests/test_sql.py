@@ -46,8 +46,9 @@ def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
     def count(text):
         return sum(text in c for c in contents)
 
-    assert count("predict_weight(") == 1
-    assert count("parse_measurement(") == 1 and count("parse_weight(") == 1
+    # Validation and prediction of a measurement are one Python stage.
+    assert count("score_measurement(") == 1 and count("parse_weight(") == 1
+    assert count("PythonCalc(") == 3  # score, parse weights, the metrics stage
     # The pairs (inner) and the unmatched records (full outer) read the same two
     # materialized streams; the predictions are computed once either way.
     assert count("IntervalJoin(joinType=[InnerJoin]") == 1

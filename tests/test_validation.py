@@ -7,7 +7,7 @@ import pytest
 from fishweight.udfs.validation import (
     MEASUREMENT_NUMBERS,
     Limits,
-    _frame,
+    check_frame,
     check_measurement,
     check_weight,
     reason_class,
@@ -116,7 +116,7 @@ def test_implausible_timestamp_against_the_kafka_time():
 def test_the_udf_frame_carries_dead_letter_evidence_and_never_raises():
     payloads = pd.Series([json.dumps(GOOD_M).encode(), b"\x00\xff" + b"x" * 3000, None])
     kafka = pd.Series(pd.to_datetime([GOOD_M["Timestamp"]] * 3, unit="ms", utc=True))
-    frame = _frame(payloads, kafka, MEASUREMENT_NUMBERS, Limits(dead_letter_payload_chars=100))
+    frame = check_frame(payloads, kafka, MEASUREMENT_NUMBERS, Limits(dead_letter_payload_chars=100))
     good, bad, empty = frame.to_dict("records")
     assert good["reason"] is None and good["payload_text"] is None and good["Fish_Id"] == 7
     assert bad["reason"].startswith("not UTF-8")

@@ -65,16 +65,21 @@ def test_wheel_holds_one_package_with_its_sql_and_builds_the_job_elsewhere(tmp_p
     elsewhere.mkdir()
     # A clean environment: no settings, and none of the PYFLINK_* flags that an earlier
     # test in this process may have set (they would forbid starting a JVM gateway).
-    env = {k: v for k, v in inherit_env().items() if not k.startswith("FISHWEIGHT_")}
+    # Nor the FLINK_* paths PyFlink exports into this process, nor an empty JAVA_HOME
+    # (which PyFlink would turn into `bin/java`): the wheel must find its own way.
+    inherited = inherit_env()
+    env = {k: v for k, v in inherited.items()
+           if not k.startswith(("FISHWEIGHT_", "FLINK_")) and not (k == "JAVA_HOME" and not v)}
     env["PYTHONPATH"] = str(target)
     done = subprocess.run([sys.executable, "-c", PLAN_SCRIPT], cwd=elsewhere, env=env,
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, (done.stderr[-3000:], {
+        k: v for k, v in inherited.items() if k.startswith("FLINK_") or "JAVA" in k})
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["package"].startswith(str(target)), result["package"]
     assert result["state_dir"] == "./var"
     assert (elsewhere / "var" / "models" / "CURRENT").is_file()  # relative to the cwd
     operators = "\n".join(result["operators"])
-    for step in ("parse_measurement(", "predict_weight(", "IntervalJoin(", "prediction_sink",
+    for step in ("score_measurement(", "IntervalJoin(", "prediction_sink",
                  "diff_sink", "window_sink", "retrain_sink", "dead_letter_sink"):
         assert step in operators, step

@@ -20,6 +20,7 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from fishweight.models.registry import LoadedModel, ModelError, ModelRegistry
+from fishweight.udfs.validation import MEASUREMENT_NUMBERS, Limits, check_frame, row_type
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,9 @@ class PredictWeight(ScalarFunction):
         log.info("serving model version %d from %s", self.server.model.version, self.model_dir)
 
     def eval(self, species: pd.Series, length: pd.Series, height: pd.Series) -> pd.DataFrame:
+        return self._predict(species, length, height)
+
+    def _predict(self, species: pd.Series, length: pd.Series, height: pd.Series) -> pd.DataFrame:
         swaps, refusals = self.server.swaps, self.server.refusals
         started = time.perf_counter()
         out = self.server.predict(species, length, height)
@@ -151,6 +155,41 @@ class PredictWeight(ScalarFunction):
         self._swaps.inc(self.server.swaps - swaps)
         self._refusals.inc(self.server.refusals - refusals)
         return out
+
+
+class ScoreMeasurement(PredictWeight):
+    """Validation and prediction in one Python stage (one round trip per bundle).
+
+    ``score_measurement(payload BYTES, kafka_time TIMESTAMP_LTZ(3))`` returns the
+    fields of ``check_frame`` (udfs/validation.py) plus the prediction's four fields, flat (a pandas
+    UDF returns a flat ROW); ``sql/10_score.sql`` nests them as ``Prediction``.
+    """
+
+    def __init__(self, limits: Limits, model_dir: str, poll_s: float = 1.0,
+                 key_file: str | None = None) -> None:
+        super().__init__(model_dir, poll_s, key_file)
+        self.limits = limits
+
+    def eval(self, payload: pd.Series, kafka_time: pd.Series) -> pd.DataFrame:
+        checked = check_frame(payload, kafka_time, MEASUREMENT_NUMBERS, self.limits)
+        predicted = self._predict(checked["Species"], checked["Length"], checked["Height"])
+        return pd.concat([checked, predicted.set_axis(SCORE_FIELDS, axis=1)], axis=1)
+
+
+SCORE_FIELDS = ["PredictedWeight", "ModelTime", "ModelVersion", "SpeciesKnown"]
+
+
+def score_type():
+    return DataTypes.ROW(list(row_type(MEASUREMENT_NUMBERS).fields) + [
+        DataTypes.FIELD(name, field.data_type)
+        for name, field in zip(SCORE_FIELDS, PREDICTION_TYPE.fields, strict=True)])
+
+
+def score_measurement(limits: Limits, model_dir: str, poll_s: float = 1.0,
+                      key_file: str | None = None):
+    """The UDF to register as ``score_measurement(payload, kafka_time)``."""
+    return udf(ScoreMeasurement(limits, model_dir, poll_s, key_file), result_type=score_type(),
+               func_type="pandas")
 
 
 def predict_weight(model_dir: str, poll_s: float = 1.0, key_file: str | None = None):

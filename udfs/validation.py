@@ -4,8 +4,9 @@ Payloads arrive as bytes. ``check_measurement`` and ``check_weight`` are pure
 functions (unit-testable) that never raise: a payload that is too large, not UTF-8,
 not JSON (including nesting too deep to parse and integers too long to convert), of
 the wrong shape, or outside the plausible ranges gets a reason, and so does anything
-unexpected (the exception's class and message). ``parse_measurement`` and
-``parse_weight`` wrap them as vectorized Flink UDFs returning a ROW whose ``reason``
+unexpected (the exception's class and message). ``check_frame`` applies them to a
+batch; ``parse_weight`` and ``score_measurement`` (udfs/predict.py, which also
+predicts) wrap that as vectorized Flink UDFs returning a ROW whose ``reason``
 is NULL for a valid record; a rejected record also carries what its dead letter
 needs: the payload as text cut to a limit, its size and its SHA-256, and its
 Fish_Id when that alone is valid (every other field is NULL).
@@ -203,7 +204,7 @@ def check_weight(payload: bytes | str | None, limits: Limits = DEFAULT_LIMITS,
     return _check(payload, WEIGHT_NUMBERS, limits, kafka_ms)
 
 
-def _row_type(numbers: tuple[str, ...]):
+def row_type(numbers: tuple[str, ...]):
     return DataTypes.ROW(
         [DataTypes.FIELD("reason", DataTypes.STRING()),
          DataTypes.FIELD("Species", DataTypes.STRING()),
@@ -220,7 +221,7 @@ def _epoch_ms(times: pd.Series) -> list[int | None]:
     return [None if pd.isna(t) else int(pd.Timestamp(t).value // 1_000_000) for t in times]
 
 
-def _frame(payloads: pd.Series, kafka_times: pd.Series, numbers: tuple[str, ...],
+def check_frame(payloads: pd.Series, kafka_times: pd.Series, numbers: tuple[str, ...],
            limits: Limits) -> pd.DataFrame:
     rows = []
     for payload, kafka_ms in zip(payloads, _epoch_ms(kafka_times), strict=True):
@@ -240,14 +241,8 @@ def _frame(payloads: pd.Series, kafka_times: pd.Series, numbers: tuple[str, ...]
     return frame
 
 
-def parse_measurement(limits: Limits = DEFAULT_LIMITS):
-    """The UDF ``parse_measurement(payload BYTES, kafka_time TIMESTAMP_LTZ(3))``."""
-    return udf(lambda payload, kafka_time: _frame(payload, kafka_time, MEASUREMENT_NUMBERS,
-                                                  limits),
-               result_type=_row_type(MEASUREMENT_NUMBERS), func_type="pandas")
-
-
 def parse_weight(limits: Limits = DEFAULT_LIMITS):
     """The UDF ``parse_weight(payload BYTES, kafka_time TIMESTAMP_LTZ(3))``."""
-    return udf(lambda payload, kafka_time: _frame(payload, kafka_time, WEIGHT_NUMBERS, limits),
-               result_type=_row_type(WEIGHT_NUMBERS), func_type="pandas")
+    return udf(lambda payload, kafka_time: check_frame(payload, kafka_time, WEIGHT_NUMBERS,
+                                                       limits),
+               result_type=row_type(WEIGHT_NUMBERS), func_type="pandas")

@@ -1,0 +1,481 @@
+"""``fishweight bench`` (``make bench``): the figures of the README's Performance section.
+
+Everything runs on this machine, in one run, on the embedded broker, so each headline
+is a ratio or a percentile of figures measured side by side:
+
+a. serving: the prediction UDF alone on generated rows (``datagen`` -> UDF ->
+   ``blackhole``), default and tuned bundle settings, predictions/s; and the model
+   called directly in Python (no Flink) for the ceiling.
+b. throughput: the full job against a raw Kafka-to-Kafka passthrough on the same topics,
+   at parallelism 1 and 2; two input sizes, so the rate is the marginal one
+   ``(n2 - n1) / (t2 - t1)`` and start-up cancels out.
+c. latency: measurement produced -> prediction consumed, p50/p99/max, at fixed rates
+   through a live job with checkpoints; restarts and failed checkpoints from REST.
+e. peak RSS of the stack (broker, JVM with the MiniCluster, Python workers) during c.
+f. the tutorial's architecture: one HTTP request per measurement to a single-threaded
+   model server with the same model, sequentially; compared with a.
+
+Nothing here is asserted: the JSON goes to ``<state_dir>/bench/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fishweight.jobs.predict import Bounds, build_pipeline
+from fishweight.models.bootstrap import bootstrap_model
+from fishweight.models.registry import ModelRegistry
+from fishweight.runtime.broker import EmbeddedBroker, free_port
+from fishweight.runtime.flink_env import create_stream_env
+from fishweight.runtime.kafka import create_topics
+from fishweight.runtime.settings import Settings
+from fishweight.udfs.predict import predict_weight
+
+log = logging.getLogger("fishweight.bench")
+
+PARTS = {"serving", "http", "throughput", "latency"}
+TUNED = {"bundle_size": 20_000, "bundle_time_ms": 1000, "arrow_batch_size": 20_000}
+
+
+@dataclass
+class BenchConfig:
+    serving_rows: tuple[int, int] = (100_000, 400_000)
+    job_fish: tuple[int, int] = (20_000, 80_000)
+    parallelisms: tuple[int, ...] = (1, 2)
+    rates: tuple[int, ...] = (100, 1000, 5000)
+    rate_seconds: float = 60.0
+    http_seconds: float = 5.0
+
+    @classmethod
+    def quick(cls) -> BenchConfig:
+        return cls(serving_rows=(20_000, 80_000), job_fish=(5_000, 20_000),
+                   parallelisms=(1,), rates=(100, 1000), rate_seconds=20.0, http_seconds=2.0)
+
+
+@dataclass
+class Results:
+    machine: dict = field(default_factory=dict)
+    serving: dict = field(default_factory=dict)
+    throughput: dict = field(default_factory=dict)
+    latency: dict = field(default_factory=dict)
+    http: dict = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+
+
+# ---------------------------------------------------------------- peak memory (e)
+
+def _tree_rss_mb(roots: list[int]) -> float:
+    """Resident memory of these processes and all their descendants, in MB."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ppid, pages = int(fields[1]), int(fields[21])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+        rss[int(entry)] = pages * os.sysconf("SC_PAGE_SIZE")
+    total, todo, seen = 0, list(roots), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += rss.get(pid, 0)
+        todo += children.get(pid, [])
+    return total / 2**20
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, roots: list[int], every_s: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.roots, self.every_s = roots, every_s
+        self.peak_mb = 0.0
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.every_s):
+            self.peak_mb = max(self.peak_mb, _tree_rss_mb(self.roots))
+
+
+# ---------------------------------------------------------------- serving (a)
+
+def _serving_job(settings: Settings, rows: int, tuning: dict) -> float:
+    """Seconds to predict ``rows`` generated rows with the UDF (datagen -> blackhole)."""
+    s = settings.replace(parallelism=1, checkpoint_interval_s=0, web_ui_port=0, **tuning)
+    registry = ModelRegistry.for_settings(s)
+    _, t_env = create_stream_env(s)
+    t_env.create_temporary_function("predict_weight", predict_weight(
+        str(registry.root.resolve()), s.model_poll_s, str(registry.key_file.resolve())))
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE gen (id BIGINT) WITH (
+            'connector' = 'datagen', 'number-of-rows' = '{rows}',
+            'fields.id.kind' = 'sequence', 'fields.id.start' = '1',
+            'fields.id.end' = '{rows}')""")
+    t_env.execute_sql("CREATE TEMPORARY TABLE out (w DOUBLE) WITH ('connector' = 'blackhole')")
+    started = time.perf_counter()
+    t_env.execute_sql("""
+        INSERT INTO out
+        SELECT predict_weight(CASE WHEN MOD(id, 2) = 0 THEN 'salmon' ELSE 'walleye' END,
+                              80.0 + MOD(id, 17), 17.0 + MOD(id, 5) * 0.5).Weight
+        FROM gen""").wait()
+    return time.perf_counter() - started
+
+
+def _marginal(sizes: tuple[int, int], seconds: tuple[float, float]) -> float:
+    return (sizes[1] - sizes[0]) / max(seconds[1] - seconds[0], 1e-9)
+
+
+def bench_serving(settings: Settings, config: BenchConfig) -> dict:
+    out = {}
+    for name, tuning in (("default", {}), ("tuned", TUNED)):
+        seconds = tuple(_serving_job(settings, n, tuning) for n in config.serving_rows)
+        out[name] = {"rows": config.serving_rows, "seconds": seconds,
+                     "predictions_per_s": _marginal(config.serving_rows, seconds),
+                     "settings": tuning or "defaults"}
+        log.info("serving %s: %.0f predictions/s", name, out[name]["predictions_per_s"])
+    model = ModelRegistry.for_settings(settings).load_current()
+    frame = _frame(10_000)
+    started, calls = time.perf_counter(), 0
+    while time.perf_counter() - started < 2.0:
+        model.estimator.predict(frame)
+        calls += 1
+    out["model_in_python"] = {"predictions_per_s": calls * len(frame)
+                              / (time.perf_counter() - started), "batch": len(frame)}
+    return out
+
+
+def _frame(n: int) -> pd.DataFrame:
+    i = np.arange(n)
+    return pd.DataFrame({"Species": np.where(i % 2 == 0, "salmon", "walleye"),
+                         "Length": 80.0 + i % 17, "Height": 17.0 + (i % 5) * 0.5})
+
+
+# ---------------------------------------------------------------- throughput (b)
+
+def _produce_fish(servers: str, settings: Settings, first_id: int, n: int) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=servers, linger_ms=20, batch_size=256_000)
+    now = int(time.time() * 1000) - 60_000
+    for i in range(first_id, first_id + n):
+        key = str(i).encode()
+        ts = now + (i - first_id) // 10
+        producer.send(settings.topic_measurement, key=key, timestamp_ms=ts, value=json.dumps(
+            {"Species": "salmon", "Fish_Id": i, "Length": 80.0 + i % 17, "Height": 18.0,
+             "Timestamp": ts}).encode())
+        producer.send(settings.topic_weight, key=key, timestamp_ms=ts + 500, value=json.dumps(
+            {"Species": "salmon", "Fish_Id": i, "Weight": 4.3, "Timestamp": ts + 500}).encode())
+    producer.flush()
+    producer.close()
+
+
+def _end_offsets(servers: str, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=servers)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(parts)
+        consumer.seek_to_end(*parts)
+        return {tp.partition: consumer.position(tp) for tp in parts}
+    finally:
+        consumer.close()
+
+
+def _fresh(settings: Settings, servers: str, tag: str, **changes) -> Settings:
+    names = {name: f"{getattr(settings, name)}-{tag}" for name in (
+        "topic_measurement", "topic_weight", "topic_prediction", "topic_diff",
+        "topic_windows", "topic_retrain", "topic_unmatched", "topic_dead_letter",
+        "consumer_group")}
+    s = settings.replace(bootstrap_servers=servers, **names, **changes)
+    create_topics(servers, s.all_topics, s.topic_partitions)
+    return s
+
+
+def _passthrough(s: Settings, bounds: Bounds) -> float:
+    _, t_env = create_stream_env(s)
+    for table, topic, offsets in (("m_in", s.topic_measurement, bounds.measurement),
+                                  ("w_in", s.topic_weight, bounds.weight)):
+        spec = ";".join(f"partition:{p},offset:{o}" for p, o in sorted(offsets.items()))
+        t_env.execute_sql(f"""
+            CREATE TEMPORARY TABLE {table} (payload BYTES) WITH (
+                'connector' = 'kafka', 'topic' = '{topic}', 'format' = 'raw',
+                'properties.bootstrap.servers' = '{s.bootstrap_servers}',
+                'scan.startup.mode' = 'earliest-offset',
+                'scan.bounded.mode' = 'specific-offsets',
+                'scan.bounded.specific-offsets' = '{spec}')""")
+    for table, topic in (("m_out", s.topic_prediction), ("w_out", s.topic_diff)):
+        t_env.execute_sql(f"""
+            CREATE TEMPORARY TABLE {table} (payload BYTES) WITH (
+                'connector' = 'kafka', 'topic' = '{topic}', 'format' = 'raw',
+                'properties.bootstrap.servers' = '{s.bootstrap_servers}')""")
+    statements = t_env.create_statement_set()
+    statements.add_insert_sql("INSERT INTO m_out SELECT payload FROM m_in")
+    statements.add_insert_sql("INSERT INTO w_out SELECT payload FROM w_in")
+    started = time.perf_counter()
+    statements.execute().wait()
+    return time.perf_counter() - started
+
+
+def _full_job(s: Settings, bounds: Bounds) -> float:
+    pipeline = build_pipeline(s, bounds=bounds)
+    started = time.perf_counter()
+    pipeline.execute()
+    return time.perf_counter() - started
+
+
+def bench_throughput(settings: Settings, servers: str, config: BenchConfig) -> dict:
+    out = {}
+    for p in config.parallelisms:
+        for name, run in (("passthrough", _passthrough), ("full_job", _full_job)):
+            seconds = []
+            for n in config.job_fish:
+                s = _fresh(settings, servers, f"{name}-p{p}-{n}", parallelism=p,
+                           checkpoint_interval_s=0, web_ui_port=0)
+                _produce_fish(servers, s, 1, n)
+                bounds = Bounds(_end_offsets(servers, s.topic_measurement),
+                                _end_offsets(servers, s.topic_weight))
+                seconds.append(run(s, bounds))
+            records = tuple(2 * n for n in config.job_fish)
+            out[f"{name}_p{p}"] = {"input_records": records, "seconds": seconds,
+                                   "records_per_s": _marginal(records, tuple(seconds))}
+            log.info("%s p=%d: %.0f records/s", name, p, out[f"{name}_p{p}"]["records_per_s"])
+        out[f"ratio_p{p}"] = (out[f"full_job_p{p}"]["records_per_s"]
+                              / out[f"passthrough_p{p}"]["records_per_s"])
+    return out
+
+
+# ---------------------------------------------------------------- latency (c)
+
+def _rest(port: int, path: str):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _latency_at(settings: Settings, servers: str, rate: int, seconds: float) -> dict:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    port = free_port()
+    s = _fresh(settings, servers, f"latency-{rate}", web_ui_port=port)
+    job = build_pipeline(s).execute_async()
+    job_id = str(job.get_job_id())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # all tasks running (sources assigned)
+        try:
+            detail = _rest(port, f"/jobs/{job_id}")
+            if all(v["status"] == "RUNNING" for v in detail["vertices"]):
+                break
+        except OSError:
+            pass
+        time.sleep(1)
+    consumer = KafkaConsumer(bootstrap_servers=servers, fetch_max_wait_ms=10)
+    parts = [TopicPartition(s.topic_prediction, p) for p in range(s.topic_partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    sent: dict[int, float] = {}
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set() or len(latencies) < len(sent):
+            for records in consumer.poll(timeout_ms=50).values():
+                arrived = time.monotonic()
+                for r in records:
+                    fish = json.loads(r.value)["Fish_Id"]
+                    if fish in sent:
+                        latencies.append((arrived - sent[fish]) * 1000)
+            if done.is_set() and time.monotonic() > stop_reading_at:
+                break
+
+    stop_reading_at = float("inf")
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    producer = KafkaProducer(bootstrap_servers=servers, linger_ms=0)
+    started = time.monotonic()
+    fish = 0
+    weights_due: list[tuple[float, int, int]] = []
+    while time.monotonic() - started < seconds:
+        due = int((time.monotonic() - started) * rate)
+        while fish < due:
+            fish += 1
+            now_ms = int(time.time() * 1000)
+            producer.send(s.topic_measurement, key=str(fish).encode(), timestamp_ms=now_ms,
+                          value=json.dumps({"Species": "salmon", "Fish_Id": fish,
+                                            "Length": 80.0 + fish % 17, "Height": 18.0,
+                                            "Timestamp": now_ms}).encode())
+            sent[fish] = time.monotonic()
+            weights_due.append((time.monotonic() + 1.0, fish, now_ms))
+        while weights_due and weights_due[0][0] <= time.monotonic():
+            _, wfish, measured_ms = weights_due.pop(0)
+            producer.send(s.topic_weight, key=str(wfish).encode(),
+                          timestamp_ms=measured_ms + 1000,
+                          value=json.dumps({"Species": "salmon", "Fish_Id": wfish,
+                                            "Weight": 4.3,
+                                            "Timestamp": measured_ms + 1000}).encode())
+        producer.flush()
+        time.sleep(0.002)
+    producer.flush()
+    stop_reading_at = time.monotonic() + 30
+    done.set()
+    reader.join(timeout=40)
+    stats = _rest(port, f"/jobs/{job_id}/checkpoints")
+    checkpoints = stats["counts"]
+    latest = (stats.get("latest") or {}).get("completed") or {}
+    restarts = _rest(port, f"/jobs/{job_id}/metrics?get=numRestarts")
+    job.cancel().result()
+    producer.close()
+    consumer.close()
+    lat = sorted(latencies)
+    return {
+        "rate_per_s": rate, "seconds": seconds, "sent": len(sent), "predicted": len(lat),
+        "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "max_ms": lat[-1] if lat else None,
+        "checkpoints_completed": checkpoints.get("completed"),
+        "checkpoints_failed": checkpoints.get("failed"),
+        "state_backend": s.state_backend,
+        "last_checkpoint_mb": (latest.get("checkpointed_size") or latest.get("state_size")
+                               or 0) / 2**20,
+        "last_checkpoint_ms": latest.get("end_to_end_duration"),
+        "restarts": int(restarts[0]["value"]) if restarts else None,
+    }
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return float(np.percentile(values, q))
+
+
+# ---------------------------------------------------------------- HTTP baseline (f)
+
+def bench_http(settings: Settings, seconds: float) -> dict:
+    """The tutorial's path: one HTTP request per measurement to a single-threaded server."""
+    model = ModelRegistry.for_settings(settings).load_current()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            weight = float(model.estimator.predict(pd.DataFrame([body]))[0])
+            reply = json.dumps({"Weight": weight}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1])
+    latencies = []
+    started = time.perf_counter()
+    i = 0
+    while time.perf_counter() - started < seconds:
+        i += 1
+        body = json.dumps({"Species": "salmon", "Length": 80.0 + i % 17, "Height": 18.0})
+        t = time.perf_counter()
+        conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+        conn.getresponse().read()
+        latencies.append((time.perf_counter() - t) * 1000)
+    elapsed = time.perf_counter() - started
+    conn.close()
+    server.shutdown()
+    return {"requests": len(latencies), "requests_per_s": len(latencies) / elapsed,
+            "p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99)}
+
+
+# ---------------------------------------------------------------- the run
+
+def run_bench(settings: Settings, config: BenchConfig, parts: set[str]) -> Results:
+    results = Results(machine={"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                               "config": asdict(config)})
+    state = Path(settings.state_dir)
+    settings = settings.replace(state_dir=str(state))
+    if ModelRegistry.for_settings(settings).current_version() is None:
+        bootstrap_model(settings)
+    with EmbeddedBroker(log_path=state / "bench" / "broker.log") as broker:
+        sampler = RssSampler([os.getpid(), broker.pid])
+        sampler.start()
+        try:
+            if "serving" in parts:
+                results.serving = bench_serving(settings, config)
+            if "http" in parts:
+                results.http = bench_http(settings, config.http_seconds)
+            if "throughput" in parts:
+                results.throughput = bench_throughput(settings, broker.bootstrap_servers,
+                                                      config)
+            if "latency" in parts:
+                for rate in config.rates:
+                    results.latency[str(rate)] = _latency_at(
+                        settings, broker.bootstrap_servers, rate, config.rate_seconds)
+                    log.info("latency at %d/s: %s", rate, results.latency[str(rate)])
+        finally:
+            sampler.stop_event.set()
+            sampler.join()
+            results.peak_rss_mb = sampler.peak_mb
+    return results
+
+
+def table(r: Results) -> str:
+    rows = ["| figure | value |", "|---|---|"]
+    if r.serving:
+        d, t = r.serving["default"], r.serving["tuned"]
+        rows.append(f"| UDF serving, default bundles | {d['predictions_per_s']:,.0f} "
+                    "predictions/s |")
+        rows.append(f"| UDF serving, tuned bundles {TUNED} | {t['predictions_per_s']:,.0f} "
+                    "predictions/s |")
+        rows.append(f"| model alone in Python (batch 10k, no Flink) | "
+                    f"{r.serving['model_in_python']['predictions_per_s']:,.0f} predictions/s |")
+    if r.http:
+        rows.append(f"| HTTP per event, single-threaded server (tutorial) | "
+                    f"{r.http['requests_per_s']:,.0f} predictions/s "
+                    f"(p99 {r.http['p99_ms']:.1f} ms) |")
+    if r.serving and r.http:
+        best = max(r.serving["default"]["predictions_per_s"],
+                   r.serving["tuned"]["predictions_per_s"])
+        rows.append(f"| UDF / HTTP per event | {best / r.http['requests_per_s']:,.0f}x |")
+    for key, value in sorted(r.throughput.items()):
+        if key.startswith("ratio"):
+            rows.append(f"| full job / passthrough, {key[-2:]} | {value:.3f} |")
+        else:
+            rows.append(f"| {key.replace('_', ' ')} | {value['records_per_s']:,.0f} records/s |")
+    for rate, lat in r.latency.items():
+        rows.append(f"| latency at {rate}/s ({lat['seconds']:.0f} s) | p50 {lat['p50_ms']:.0f} ms, "
+                    f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms; "
+                    f"{lat['predicted']}/{lat['sent']} predicted, checkpoints "
+                    f"{lat['checkpoints_completed']} ok / {lat['checkpoints_failed']} failed "
+                    f"({lat['state_backend']}, last {lat['last_checkpoint_mb']:.1f} MB in "
+                    f"{lat['last_checkpoint_ms']} ms), {lat['restarts']} restarts |")
+    rows.append(f"| peak RSS of the stack | {r.peak_rss_mb:,.0f} MB |")
+    return "\n".join(rows)
+
+
+def write(r: Results, settings: Settings) -> Path:
+    out_dir = Path(settings.state_dir) / "bench"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(asdict(r), indent=2, default=str) + "\n")
+    return path
+
