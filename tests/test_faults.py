@@ -1,0 +1,97 @@
+"""Faults: the Python UDF workers die under a running job.
+
+The job must recover by itself (Flink restarts it from its last checkpoint) and predict
+every measurement, before and after the fault (at least once: with at-least-once sinks
+a record processed after the last checkpoint and before the fault may be predicted
+again after the restart).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from fishweight.jobs.predict import build_pipeline
+from fishweight.models.bootstrap import bootstrap_model
+from fishweight.runtime.broker import free_port
+from tests.conftest import fresh_settings
+from tests.test_hot_swap import Feeder, PredictionReader
+
+pytestmark = pytest.mark.slow  # a real broker and MiniCluster
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(stat[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _python_workers() -> list[int]:
+    """This test's PyFlink UDF worker processes (never another run's)."""
+    workers = []
+    for pid in _descendants(os.getpid()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"pyflink.fn_execution" in cmdline or b"pyflink-udf-runner" in cmdline:
+            workers.append(pid)
+    return workers
+
+
+def _rest(port: int, path: str):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_killed_python_workers_lose_no_prediction(kafka, tmp_path):
+    port = free_port()
+    settings = fresh_settings(kafka, tmp_path / "state", web_ui_port=port,
+                              checkpoint_interval_s=2.0)
+    bootstrap_model(settings)
+    job = build_pipeline(settings).execute_async()
+    job_id = str(job.get_job_id())
+    feeder, reader = Feeder(settings, every_s=0.05), PredictionReader(settings)
+    feeder.start()
+    try:
+        assert reader.wait_for(lambda: len(reader.versions) >= 40, 120), "no predictions"
+        deadline = time.monotonic() + 60
+        while _rest(port, f"/jobs/{job_id}/checkpoints")["counts"]["completed"] < 1:
+            assert time.monotonic() < deadline, "no checkpoint completed"
+            time.sleep(0.5)
+        workers = _python_workers()
+        assert workers, "found no Python worker to kill"
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        killed_at = feeder.sent_at and max(feeder.sent_at)
+
+        time.sleep(10)  # fish keep coming after the fault
+    finally:
+        feeder.stop.set()
+        feeder.join()
+    sent = set(feeder.sent_at)
+    assert reader.wait_for(lambda: sent <= {f for f, _ in reader.versions}, 120), (
+        f"{len(sent - {f for f, _ in reader.versions})} of {len(sent)} fish never predicted")
+    assert max(sent) > killed_at  # fish sent after the fault were predicted too
+    restarts = _rest(port, f"/jobs/{job_id}/metrics?get=numRestarts")
+    print(f"\nkilled {len(workers)} Python worker processes; restarts: {restarts}; "
+          f"{len(sent)} fish sent, all predicted")
+    assert str(job.get_job_status().result()).endswith("RUNNING")
+    job.cancel().result()
