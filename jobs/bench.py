@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -51,7 +52,7 @@ TUNED = {"bundle_size": 20_000, "bundle_time_ms": 1000, "arrow_batch_size": 20_0
 
 @dataclass
 class BenchConfig:
-    serving_rows: tuple[int, int] = (100_000, 400_000)
+    serving_rows: tuple[int, int] = (500_000, 2_500_000)
     job_fish: tuple[int, int] = (20_000, 80_000)
     parallelisms: tuple[int, ...] = (1, 2)
     rates: tuple[int, ...] = (100, 1000, 5000)
@@ -60,7 +61,7 @@ class BenchConfig:
 
     @classmethod
     def quick(cls) -> BenchConfig:
-        return cls(serving_rows=(20_000, 80_000), job_fish=(5_000, 20_000),
+        return cls(serving_rows=(200_000, 1_000_000), job_fish=(10_000, 40_000),
                    parallelisms=(1,), rates=(100, 1000), rate_seconds=20.0, http_seconds=2.0)
 
 
@@ -126,12 +127,13 @@ def _serving_job(settings: Settings, rows: int, tuning: dict) -> float:
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE gen (id BIGINT) WITH (
             'connector' = 'datagen', 'number-of-rows' = '{rows}',
+            'rows-per-second' = '1000000000',
             'fields.id.kind' = 'sequence', 'fields.id.start' = '1',
             'fields.id.end' = '{rows}')""")
-    t_env.execute_sql("CREATE TEMPORARY TABLE out (w DOUBLE) WITH ('connector' = 'blackhole')")
+    t_env.execute_sql("CREATE TEMPORARY TABLE served (w DOUBLE) WITH ('connector' = 'blackhole')")
     started = time.perf_counter()
     t_env.execute_sql("""
-        INSERT INTO out
+        INSERT INTO served
         SELECT predict_weight(CASE WHEN MOD(id, 2) = 0 THEN 'salmon' ELSE 'walleye' END,
                               80.0 + MOD(id, 17), 17.0 + MOD(id, 5) * 0.5).Weight
         FROM gen""").wait()
@@ -338,6 +340,8 @@ def _latency_at(settings: Settings, servers: str, rate: int, seconds: float) -> 
     stats = _rest(port, f"/jobs/{job_id}/checkpoints")
     checkpoints = stats["counts"]
     latest = (stats.get("latest") or {}).get("completed") or {}
+    failures = [h.get("failure_message") for h in stats.get("history", [])
+                if h.get("status") == "FAILED"]
     restarts = _rest(port, f"/jobs/{job_id}/metrics?get=numRestarts")
     job.cancel().result()
     producer.close()
@@ -352,6 +356,7 @@ def _latency_at(settings: Settings, servers: str, rate: int, seconds: float) -> 
         "last_checkpoint_mb": (latest.get("checkpointed_size") or latest.get("state_size")
                                or 0) / 2**20,
         "last_checkpoint_ms": latest.get("end_to_end_duration"),
+        "checkpoint_failures": failures,
         "restarts": int(restarts[0]["value"]) if restarts else None,
     }
 
@@ -371,6 +376,12 @@ def bench_http(settings: Settings, seconds: float) -> dict:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body are separate writes: without this, Nagle + delayed ACK
+            # add ~40 ms to every request, which would flatter the UDF.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             weight = float(model.estimator.predict(pd.DataFrame([body]))[0])
@@ -389,6 +400,8 @@ def bench_http(settings: Settings, seconds: float) -> dict:
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1])
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     latencies = []
     started = time.perf_counter()
     i = 0
@@ -415,6 +428,7 @@ def run_bench(settings: Settings, config: BenchConfig, parts: set[str]) -> Resul
     settings = settings.replace(state_dir=str(state))
     if ModelRegistry.for_settings(settings).current_version() is None:
         bootstrap_model(settings)
+    (state / "bench").mkdir(parents=True, exist_ok=True)
     with EmbeddedBroker(log_path=state / "bench" / "broker.log") as broker:
         sampler = RssSampler([os.getpid(), broker.pid])
         sampler.start()
