@@ -114,6 +114,9 @@ class KafkaConnectors:
             "format": "raw",
             "properties.bootstrap.servers": s.bootstrap_servers,
             "properties.group.id": f"{s.consumer_group}-predict",
+            # A fetch returns at the latest after this long even with little data (Kafka
+            # answers at once when data is there; Tansu waits the whole time).
+            "properties.fetch.max.wait.ms": "50",
         }
         if s.delivery_guarantee == "exactly-once":
             # Transactional producers upstream: never read an aborted record.

@@ -52,6 +52,9 @@ def flink_config(settings: Settings, *, local: bool,
         "python.fn-execution.bundle.time": str(settings.bundle_time_ms),
         "python.fn-execution.arrow.batch.size": str(settings.arrow_batch_size),
         "parallelism.default": str(settings.parallelism),
+        # Latency: a record crosses several exchanges between tasks (keyed by Fish_Id,
+        # the joins); each holds a partly filled buffer up to this long.
+        "execution.buffer-timeout.interval": f"{settings.buffer_timeout_ms} ms",
         # An empty partition must not hold back the watermark forever (docs/platform.md),
         # but a paused producer must hold it for the join bound (see the setting).
         "table.exec.source.idle-timeout": f"{int(settings.idle_timeout_s * 1000)} ms",
