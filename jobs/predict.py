@@ -37,6 +37,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -310,20 +311,38 @@ def start_job(settings: Settings, *, local: bool):
 
 
 def stop_job(job, timeout_s: float = 60.0) -> str | None:
-    """Stop with a savepoint (the next start resumes from it); cancel if that fails."""
+    """Stop with a savepoint (the next start resumes from it); cancel if that fails.
+
+    A job whose tasks are still starting cannot take a savepoint yet: that is retried
+    until ``timeout_s``. Failures are logged in one line, without the Java stack.
+    """
     jvm = get_gateway().jvm
     seconds = jvm.java.util.concurrent.TimeUnit.SECONDS
-    try:
-        # PyFlink 2.0's JobClient.stop_with_savepoint calls a Java signature that no
-        # longer exists (it lacks the SavepointFormatType); call the Java client directly.
-        future = job._j_job_client.stopWithSavepoint(
-            False, None, jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL)
-        return str(future.get(int(timeout_s), seconds))
-    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the job must stop
-        log.warning("stop with savepoint failed (%s); cancelling, the next start resumes "
-                    "from the last retained checkpoint", exc)
-        job._j_job_client.cancel().get(int(timeout_s), seconds)
-        return None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            # PyFlink 2.0's JobClient.stop_with_savepoint calls a Java signature that no
+            # longer exists (it lacks the SavepointFormatType); call the Java client.
+            future = job._j_job_client.stopWithSavepoint(
+                False, None, jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL)
+            return str(future.get(max(1, int(deadline - time.monotonic())), seconds))
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the job must stop
+            reason = _first_line(exc)
+            if "Not all required tasks are currently running" in str(exc) \
+                    and time.monotonic() + 2 < deadline:
+                time.sleep(2)  # still starting: the savepoint will be possible soon
+                continue
+            log.warning("stop with savepoint failed (%s); cancelling, the next start "
+                        "resumes from the last retained checkpoint", reason)
+            job._j_job_client.cancel().get(int(timeout_s), seconds)
+            return None
+
+
+def _first_line(exc: Exception) -> str:
+    """The root cause of a Py4J error in one line (its text holds the Java stack)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [line for line in lines if "Exception:" in line]
+    return (causes[-1] if causes else lines[0] if lines else type(exc).__name__)[:300]
 
 
 def run_local(settings: Settings, stop: threading.Event) -> int:
