@@ -27,7 +27,6 @@ import socket
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -39,6 +38,7 @@ from fishweight.jobs.predict import Bounds, build_pipeline
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.models.registry import ModelRegistry
 from fishweight.runtime.broker import EmbeddedBroker, free_port
+from fishweight.runtime.cluster import rest
 from fishweight.runtime.flink_env import create_stream_env
 from fishweight.runtime.kafka import create_topics
 from fishweight.runtime.settings import Settings
@@ -267,8 +267,7 @@ def bench_throughput(settings: Settings, servers: str, config: BenchConfig) -> d
 # ---------------------------------------------------------------- latency (c)
 
 def _rest(port: int, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-        return json.loads(r.read())
+    return rest(f"http://127.0.0.1:{port}", path, timeout_s=10)
 
 
 def _latency_at(settings: Settings, servers: str, rate: int, seconds: float) -> dict:

@@ -8,11 +8,9 @@ again after the restart).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ import pytest
 from fishweight.jobs.predict import build_pipeline
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.runtime.broker import free_port
+from fishweight.runtime.cluster import rest
 from tests.conftest import fresh_settings
 from tests.test_hot_swap import Feeder, PredictionReader
 
@@ -57,8 +56,7 @@ def _python_workers() -> list[int]:
 
 
 def _rest(port: int, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-        return json.loads(r.read())
+    return rest(f"http://127.0.0.1:{port}", path, timeout_s=10)
 
 
 def test_killed_python_workers_lose_no_prediction(kafka, tmp_path):
