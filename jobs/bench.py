@@ -40,7 +40,8 @@ from fishweight.models.registry import ModelRegistry
 from fishweight.runtime.broker import EmbeddedBroker, free_port
 from fishweight.runtime.cluster import rest
 from fishweight.runtime.flink_env import create_stream_env
-from fishweight.runtime.kafka import create_topics
+from fishweight.runtime.kafka import create_topics, produce
+from fishweight.runtime.processes import descendants
 from fishweight.runtime.settings import Settings
 from fishweight.udfs.predict import predict_weight
 
@@ -79,28 +80,14 @@ class Results:
 
 def _tree_rss_mb(roots: list[int]) -> float:
     """Resident memory of these processes and all their descendants, in MB."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            ppid, pages = int(fields[1]), int(fields[21])
+    pids = set(roots).union(*(descendants(r) for r in roots))
+    total = 0
+    for pid in pids:
+        try:  # statm: size resident shared ... (pages)
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        children.setdefault(ppid, []).append(int(entry))
-        rss[int(entry)] = pages * os.sysconf("SC_PAGE_SIZE")
-    total, todo, seen = 0, list(roots), set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        total += rss.get(pid, 0)
-        todo += children.get(pid, [])
-    return total / 2**20
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 class RssSampler(threading.Thread):
@@ -171,34 +158,20 @@ def _frame(n: int) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- throughput (b)
 
-def _produce_fish(servers: str, settings: Settings, first_id: int, n: int) -> None:
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=servers, linger_ms=20, batch_size=256_000)
+def _produce_fish(settings: Settings, n: int) -> Bounds:
+    """N fish (measurement, weight 0.5 s later); the bounds where they end."""
     now = int(time.time() * 1000) - 60_000
-    for i in range(first_id, first_id + n):
-        key = str(i).encode()
-        ts = now + (i - first_id) // 10
-        producer.send(settings.topic_measurement, key=key, timestamp_ms=ts, value=json.dumps(
-            {"Species": "salmon", "Fish_Id": i, "Length": 80.0 + i % 17, "Height": 18.0,
-             "Timestamp": ts}).encode())
-        producer.send(settings.topic_weight, key=key, timestamp_ms=ts + 500, value=json.dumps(
-            {"Species": "salmon", "Fish_Id": i, "Weight": 4.3, "Timestamp": ts + 500}).encode())
-    producer.flush()
-    producer.close()
-
-
-def _end_offsets(servers: str, topic: str) -> dict[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=servers)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(parts)
-        consumer.seek_to_end(*parts)
-        return {tp.partition: consumer.position(tp) for tp in parts}
-    finally:
-        consumer.close()
+    ids = range(1, n + 1)
+    times = [now + (i - 1) // 10 for i in ids]
+    measurements = [{"Species": "salmon", "Fish_Id": i, "Length": 80.0 + i % 17,
+                     "Height": 18.0, "Timestamp": t} for i, t in zip(ids, times, strict=True)]
+    weights = [{"Species": "salmon", "Fish_Id": i, "Weight": 4.3, "Timestamp": t + 500}
+               for i, t in zip(ids, times, strict=True)]
+    servers = settings.bootstrap_servers
+    return Bounds(produce(servers, settings.topic_measurement, measurements, keys=list(ids),
+                          timestamps=times),
+                  produce(servers, settings.topic_weight, weights, keys=list(ids),
+                          timestamps=[t + 500 for t in times]))
 
 
 def _fresh(settings: Settings, servers: str, tag: str, **changes) -> Settings:
@@ -215,7 +188,8 @@ def _passthrough(s: Settings, bounds: Bounds) -> float:
     _, t_env = create_stream_env(s)
     for table, topic, offsets in (("m_in", s.topic_measurement, bounds.measurement),
                                   ("w_in", s.topic_weight, bounds.weight)):
-        spec = ";".join(f"partition:{p},offset:{o}" for p, o in sorted(offsets.items()))
+        every = {**dict.fromkeys(range(s.topic_partitions), 0), **offsets}
+        spec = ";".join(f"partition:{p},offset:{o}" for p, o in sorted(every.items()))
         t_env.execute_sql(f"""
             CREATE TEMPORARY TABLE {table} (payload BYTES) WITH (
                 'connector' = 'kafka', 'topic' = '{topic}', 'format' = 'raw',
@@ -251,10 +225,7 @@ def bench_throughput(settings: Settings, servers: str, config: BenchConfig) -> d
             for n in config.job_fish:
                 s = _fresh(settings, servers, f"{name}-p{p}-{n}", parallelism=p,
                            checkpoint_interval_s=0, web_ui_port=0)
-                _produce_fish(servers, s, 1, n)
-                bounds = Bounds(_end_offsets(servers, s.topic_measurement),
-                                _end_offsets(servers, s.topic_weight))
-                seconds.append(run(s, bounds))
+                seconds.append(run(s, _produce_fish(s, n)))
             records = tuple(2 * n for n in config.job_fish)
             out[f"{name}_p{p}"] = {"input_records": records, "seconds": seconds,
                                    "records_per_s": _marginal(records, tuple(seconds))}

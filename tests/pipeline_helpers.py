@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from fishweight.jobs.predict import Bounds, build_pipeline
 from fishweight.jobs.report import RunData
+from fishweight.runtime.kafka import produce
 from fishweight.runtime.settings import Settings
-from tests.kafka_helpers import produce
 
 
 @dataclass

@@ -10,8 +10,9 @@ import pytest
 
 from fishweight.jobs.predict import start_job, stop_job
 from fishweight.models.bootstrap import bootstrap_model
+from fishweight.runtime.kafka import produce
 from tests.conftest import fresh_settings
-from tests.kafka_helpers import produce, read_values
+from tests.kafka_helpers import read_values
 
 pytestmark = pytest.mark.slow  # a real broker, a live job, 40 s of real time
 

@@ -19,33 +19,17 @@ from fishweight.jobs.predict import build_pipeline
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.runtime.broker import free_port
 from fishweight.runtime.cluster import rest
+from fishweight.runtime.processes import descendants
 from tests.conftest import fresh_settings
 from tests.test_hot_swap import Feeder, PredictionReader
 
 pytestmark = pytest.mark.slow  # a real broker and MiniCluster
 
 
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(stat[1]), []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _python_workers() -> list[int]:
     """This test's PyFlink UDF worker processes (never another run's)."""
     workers = []
-    for pid in _descendants(os.getpid()):
+    for pid in descendants(os.getpid()):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:

@@ -18,10 +18,10 @@ import pytest
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.models.registry import ModelRegistry
 from fishweight.runtime import cluster
-from fishweight.runtime.kafka import read_topic
+from fishweight.runtime.broker import free_port
+from fishweight.runtime.kafka import produce, read_topic
 from fishweight.runtime.processes import inherit_env
 from tests.conftest import fresh_settings
-from tests.kafka_helpers import produce
 from tests.test_hot_swap import _two_species_model
 
 pytestmark = pytest.mark.slow  # a real broker and a Flink cluster
@@ -134,7 +134,7 @@ def _fish(first_id: int, n: int, weight: float | None = 2.0):
 
 
 def test_flink_run_on_a_session_cluster(kafka, tmp_path):
-    settings = fresh_settings(kafka, tmp_path / "state", web_ui_port=cluster.free_port(),
+    settings = fresh_settings(kafka, tmp_path / "state", web_ui_port=free_port(),
                               parallelism=2)
     bootstrap_model(settings)
     started = cluster.start(settings)

@@ -7,8 +7,8 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import udf
 
 from fishweight.runtime.flink_env import create_table_env
-from fishweight.runtime.kafka import read_topic
-from tests.kafka_helpers import bounded_offsets, produce
+from fishweight.runtime.kafka import produce, read_topic
+from tests.kafka_helpers import bounded_offsets
 
 pytestmark = pytest.mark.slow  # a real broker and/or MiniCluster
 

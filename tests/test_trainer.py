@@ -15,8 +15,8 @@ from fishweight.models.bootstrap import bootstrap_model
 from fishweight.models.registry import ModelError, ModelRegistry
 from fishweight.models.retrain import Trainer, read_decisions
 from fishweight.models.store import StoreError, open_store
+from fishweight.runtime.kafka import produce
 from fishweight.scenarios import load_scenario, sample_species
-from tests.kafka_helpers import produce
 
 pytestmark = pytest.mark.slow  # a real broker and/or MiniCluster
 

@@ -1,6 +1,6 @@
 """The pipeline's metrics, for the Flink web UI and REST API.
 
-One Python stage observes every output stream of the job (``sql/30_inserts.sql``
+One Python stage observes every output stream of the job (``sql/28_metrics.sql``
 unions them into ``observe_pipeline(Kind, Detail, Value)``, whose own output is
 discarded) and keeps counters and a gauge under the metric group ``fishweight``:
 

@@ -37,6 +37,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from fishweight.runtime.broker import free_port
 from fishweight.runtime.processes import inherit_env
 from fishweight.runtime.settings import Settings
 
@@ -227,12 +228,6 @@ def wrapper_script(pyflink: Path, paths: ClusterPaths) -> str:
 
 
 # Processes ----------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -1,4 +1,4 @@
-"""Kafka access for every process: readiness, topic administration, reading a topic.
+"""Kafka access for every process: readiness, topics, producing and reading records.
 
 Everything here takes bootstrap servers and works the same against the embedded
 broker (``fishweight.runtime.broker``) and a real Apache Kafka.
@@ -7,11 +7,12 @@ broker (``fishweight.runtime.broker``) and a real Apache Kafka.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import subprocess
 import time
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -77,6 +78,33 @@ def partition_counts(bootstrap_servers: str, topics: list[str]) -> dict[str, int
         return {t["name"]: len(t["partitions"]) for t in described}
     finally:
         admin.close()
+
+
+def produce(bootstrap_servers: str, topic: str, records: list, keys: list | None = None,
+            timestamps: list[int] | None = None) -> dict[int, int]:
+    """Send records (dicts are JSON-encoded, bytes sent as they are); return end offsets.
+
+    Returns {partition: offset after the last record}, which a bounded Flink source
+    uses as `scan.bounded.specific-offsets` (Tansu's "latest" offsets are unreliable).
+    """
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    try:
+        futures = []
+        for i, record in enumerate(records):
+            value = (record if record is None or isinstance(record, bytes)
+                     else json.dumps(record).encode())  # None: a tombstone
+            k = keys[i] if keys else None
+            ts = timestamps[i] if timestamps else None
+            futures.append(producer.send(topic, key=None if k is None else str(k).encode(),
+                                         value=value, timestamp_ms=ts))
+        producer.flush()
+        ends: dict[int, int] = {}
+        for future in futures:
+            meta = future.get(timeout=30)
+            ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+        return ends
+    finally:
+        producer.close()
 
 
 def read_topic(bootstrap_servers: str, topic: str, *, expected: int | None = None,

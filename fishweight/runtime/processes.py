@@ -25,6 +25,24 @@ def die_with_parent() -> None:
         pass
 
 
+def descendants(root: int) -> list[int]:
+    """Every live process below ``root`` (by parent pid, whichever thread forked it)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            children.setdefault(int(stat[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 class ChildProcess:
     """A command run in its own session, output to a log file, tied to our lifetime."""
 
