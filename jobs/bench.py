@@ -11,7 +11,10 @@ b. throughput: the full job against a raw Kafka-to-Kafka passthrough on the same
    ``(n2 - n1) / (t2 - t1)`` and start-up cancels out.
 c. latency: measurement produced -> prediction consumed, p50/p99/max, at fixed rates
    through a live job with checkpoints; restarts and failed checkpoints from REST.
-e. peak RSS of the stack (broker, JVM with the MiniCluster, Python workers) during c.
+d. drift: salmon, then walleye (the model knows only salmon), through a live job and
+   the trainer: seconds from the first walleye to the retrain event, to the new
+   version being published, and to the first prediction by it.
+e. peak RSS of the stack (broker, JVM with the MiniCluster, Python workers, trainer).
 f. the tutorial's architecture: one HTTP request per measurement to a single-threaded
    model server with the same model, sequentially; compared with a.
 
@@ -35,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from fishweight.jobs.predict import Bounds, build_pipeline
+from fishweight.jobs.train import TrainerService
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.models.registry import ModelRegistry
 from fishweight.runtime.broker import EmbeddedBroker, free_port
@@ -43,11 +47,12 @@ from fishweight.runtime.flink_env import create_stream_env
 from fishweight.runtime.kafka import create_topics, produce
 from fishweight.runtime.processes import descendants
 from fishweight.runtime.settings import Settings
+from fishweight.scenarios import load_scenario, sample_species
 from fishweight.udfs.predict import predict_weight
 
 log = logging.getLogger("fishweight.bench")
 
-PARTS = {"serving", "http", "throughput", "latency"}
+PARTS = {"serving", "http", "throughput", "latency", "drift"}
 TUNED = {"bundle_size": 20_000, "bundle_time_ms": 1000, "arrow_batch_size": 20_000}
 
 
@@ -59,6 +64,8 @@ class BenchConfig:
     rates: tuple[int, ...] = (100, 1000, 5000)
     rate_seconds: float = 60.0
     http_seconds: float = 5.0
+    drift_rate: int = 10
+    drift_salmon_s: float = 15.0
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -73,6 +80,7 @@ class Results:
     throughput: dict = field(default_factory=dict)
     latency: dict = field(default_factory=dict)
     http: dict = field(default_factory=dict)
+    drift: dict = field(default_factory=dict)
     peak_rss_mb: float = 0.0
 
 
@@ -248,15 +256,7 @@ def _latency_at(settings: Settings, servers: str, rate: int, seconds: float) -> 
     s = _fresh(settings, servers, f"latency-{rate}", web_ui_port=port)
     job = build_pipeline(s).execute_async()
     job_id = str(job.get_job_id())
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # all tasks running (sources assigned)
-        try:
-            detail = _rest(port, f"/jobs/{job_id}")
-            if all(v["status"] == "RUNNING" for v in detail["vertices"]):
-                break
-        except OSError:
-            pass
-        time.sleep(1)
+    _wait_running(port, job_id)
     consumer = KafkaConsumer(bootstrap_servers=servers, fetch_max_wait_ms=10)
     parts = [TopicPartition(s.topic_prediction, p) for p in range(s.topic_partitions)]
     consumer.assign(parts)
@@ -337,6 +337,124 @@ def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q))
 
 
+# ---------------------------------------------------------------- drift (d)
+
+def _wait_running(port: int, job_id: str, timeout_s: float = 120) -> None:
+    """Until every task of the job runs (its sources are assigned)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            detail = _rest(port, f"/jobs/{job_id}")
+            if all(v["status"] == "RUNNING" for v in detail["vertices"]):
+                return
+        except OSError:
+            pass
+        time.sleep(1)
+
+
+def bench_drift(settings: Settings, servers: str, config: BenchConfig) -> dict:
+    """Salmon, then walleye, at a fixed rate through the job and the trainer.
+
+    Its own state directory: the models the trainer publishes here must not change
+    what the other parts serve. Weights follow their measurement by 1 s (the
+    factory's is ~10 s, which adds 9 s to the drift-to-event figure and nothing else).
+    """
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    state = Path(settings.state_dir) / "bench" / f"drift-{time.strftime('%Y%m%d-%H%M%S')}"
+    port = free_port()
+    s = _fresh(settings.replace(state_dir=str(state)), servers, "drift", web_ui_port=port)
+    bootstrap_model(s)
+    registry = ModelRegistry.for_settings(s)
+    first_version = registry.current_version()
+    profiles = load_scenario().species
+    rng = np.random.default_rng(7)
+    seen: dict[str, float] = {}
+    walleye_by_old_model = [0]
+    stop = threading.Event()
+
+    def watch() -> None:  # the prediction and retrain topics, and the registry
+        consumer = KafkaConsumer(bootstrap_servers=servers, fetch_max_wait_ms=10)
+        parts = [TopicPartition(t, p) for t in (s.topic_prediction, s.topic_retrain)
+                 for p in range(s.topic_partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        while not stop.is_set():
+            for tp, records in consumer.poll(timeout_ms=20).items():
+                now = time.monotonic()
+                for r in records:
+                    value = json.loads(r.value)
+                    if tp.topic == s.topic_retrain:
+                        seen.setdefault("event", now)
+                    elif value["Prediction"]["ModelVersion"] != first_version:
+                        seen.setdefault("served", now)
+                    elif value["Species"] == "walleye":
+                        walleye_by_old_model[0] += 1
+            if "published" not in seen and registry.current_version() != first_version:
+                seen["published"] = time.monotonic()
+        consumer.close()
+
+    job = build_pipeline(s).execute_async()
+    job_id = str(job.get_job_id())
+    trainer = TrainerService(s)
+    threads = [threading.Thread(target=watch, daemon=True),
+               threading.Thread(target=trainer.run, args=(stop,), daemon=True)]
+    for t in threads:
+        t.start()
+    producer = KafkaProducer(bootstrap_servers=servers, linger_ms=0)
+    try:
+        _wait_running(port, job_id)
+        started = time.monotonic()
+        fish, weights_due = 0, []
+        # Salmon for a while, then walleye until the new version serves (at most 90 s).
+        while "served" not in seen and time.monotonic() - started < config.drift_salmon_s + 90:
+            species = ("salmon" if time.monotonic() - started < config.drift_salmon_s
+                       else "walleye")
+            due = int((time.monotonic() - started) * config.drift_rate)
+            while fish < due:
+                fish += 1
+                if species == "walleye":
+                    seen.setdefault("drift", time.monotonic())
+                values = {k: float(v[0]) for k, v in
+                          sample_species(profiles[species], 1, rng).items()}
+                now_ms = int(time.time() * 1000)
+                producer.send(s.topic_measurement, key=str(fish).encode(),
+                              timestamp_ms=now_ms, value=json.dumps({
+                                  "Species": species, "Fish_Id": fish,
+                                  "Length": values["Length"], "Height": values["Height"],
+                                  "Timestamp": now_ms}).encode())
+                weights_due.append((time.monotonic() + 1.0, now_ms + 1000, {
+                    "Species": species, "Fish_Id": fish, "Weight": values["Weight"],
+                    "Timestamp": now_ms + 1000}))
+            while weights_due and weights_due[0][0] <= time.monotonic():
+                _, at_ms, weight = weights_due.pop(0)
+                producer.send(s.topic_weight, key=str(weight["Fish_Id"]).encode(),
+                              timestamp_ms=at_ms, value=json.dumps(weight).encode())
+            producer.flush()
+            time.sleep(0.005)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        producer.close()
+        job.cancel().result()
+
+    def since(a: str, b: str) -> float | None:
+        return seen[b] - seen[a] if a in seen and b in seen else None
+
+    return {
+        "rate_per_s": config.drift_rate, "salmon_s": config.drift_salmon_s,
+        "weight_delay_s": 1.0, "model_poll_s": s.model_poll_s,
+        "drift_to_event_s": since("drift", "event"),
+        "event_to_published_s": since("event", "published"),
+        "published_to_served_s": since("published", "served"),
+        "event_to_served_s": since("event", "served"),
+        "drift_to_served_s": since("drift", "served"),
+        "walleye_predicted_by_old_model": walleye_by_old_model[0],
+        "trainer": asdict(trainer.trainer.stats),
+    }
+
+
 # ---------------------------------------------------------------- HTTP baseline (f)
 
 def bench_http(settings: Settings, seconds: float) -> dict:
@@ -415,6 +533,9 @@ def run_bench(settings: Settings, config: BenchConfig, parts: set[str]) -> Resul
                     results.latency[str(rate)] = _latency_at(
                         settings, broker.bootstrap_servers, rate, config.rate_seconds)
                     log.info("latency at %d/s: %s", rate, results.latency[str(rate)])
+            if "drift" in parts:
+                results.drift = bench_drift(settings, broker.bootstrap_servers, config)
+                log.info("drift: %s", results.drift)
         finally:
             sampler.stop_event.set()
             sampler.join()
@@ -452,6 +573,20 @@ def table(r: Results) -> str:
                     f"{lat['checkpoints_completed']} ok / {lat['checkpoints_failed']} failed "
                     f"({lat['state_backend']}, last {lat['last_checkpoint_mb']:.1f} MB in "
                     f"{lat['last_checkpoint_ms']} ms), {lat['restarts']} restarts |")
+    if r.drift:
+        d = r.drift
+
+        def sec(key: str) -> str:
+            return "n/a" if d[key] is None else f"{d[key]:.2f} s"
+
+        rows.append(f"| drift at {d['rate_per_s']} fish/s, weight {d['weight_delay_s']:.0f} s "
+                    f"after: first walleye -> retrain event | {sec('drift_to_event_s')} |")
+        rows.append(f"| retrain event -> new version published (trainer) | "
+                    f"{sec('event_to_published_s')} |")
+        rows.append(f"| published -> first prediction by it | {sec('published_to_served_s')} |")
+        rows.append(f"| retrain event -> new version served | {sec('event_to_served_s')} "
+                    f"({d['walleye_predicted_by_old_model']} walleye predicted by the old "
+                    "model) |")
     rows.append(f"| peak RSS of the stack | {r.peak_rss_mb:,.0f} MB |")
     return "\n".join(rows)
 

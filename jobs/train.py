@@ -54,6 +54,9 @@ class TrainerService:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             client_id="fishweight-trainer",
+            # A retrain event is acted on within this after it is written (kafka-python
+            # waits 500 ms by default when a fetch finds little data).
+            fetch_max_wait_ms=50,
             # With exactly-once sinks the job writes in transactions: skip aborted ones.
             isolation_level=("read_committed" if settings.delivery_guarantee == "exactly-once"
                              else "read_uncommitted"),
@@ -134,18 +137,27 @@ class TrainerService:
         The job writes the triggering record to weight-diff and the event to
         weight-retrain at about the same moment, so the event can arrive first. Poll
         diffs until the store holds the triggering record (the event's
-        ``Timestamp_End``) and nothing more arrives, capped in time: under a steady
-        stream of new diffs an "until nothing arrives" loop would never end.
+        ``Timestamp_End``), capped in time (an event without it: until nothing more
+        arrives).
         """
         wanted = trigger_time_ms(event)
         self.consumer.pause(*self.retrain_parts)
         deadline = time.monotonic() + max_s
         try:
+            # First what is already fetched: it often holds the triggering record.
+            wait_ms = 200 if wanted is None else 0
             while time.monotonic() < deadline:
-                batch = self.consumer.poll(timeout_ms=200)
+                batch = self.consumer.poll(timeout_ms=wait_ms)
+                wait_ms = 200
                 self._store(batch)
+                if wanted is None:
+                    if not batch:  # an event without Timestamp_End: until nothing arrives
+                        return
+                    continue
+                # The triggering record is stored: decide now. Waiting for a quiet
+                # moment would wait the whole cap under a steady stream of diffs.
                 have = self.trainer.store.latest(1, wanted)
-                if not batch and (wanted is None or (have and have[0]["Timestamp"] >= wanted - 1)):
+                if have and have[0]["Timestamp"] >= wanted - 1:
                     return
         finally:
             self.consumer.resume(*self.retrain_parts)
