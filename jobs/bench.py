@@ -15,6 +15,8 @@ d. drift: salmon, then walleye (the model knows only salmon), through a live job
    the trainer: seconds from the first walleye to the retrain event, to the new
    version being published, and to the first prediction by it.
 e. peak RSS of the stack (broker, JVM with the MiniCluster, Python workers, trainer).
+p. profile: where the full job spends its time on a backlog: per task (Flink's chains
+   of operators), the share of each second it was busy and back-pressured, from REST.
 f. the tutorial's architecture: one HTTP request per measurement to a single-threaded
    model server with the same model, sequentially; compared with a.
 
@@ -52,25 +54,30 @@ from fishweight.udfs.predict import predict_weight
 
 log = logging.getLogger("fishweight.bench")
 
-PARTS = {"serving", "http", "throughput", "latency", "drift"}
+PARTS = {"serving", "http", "throughput", "profile", "latency", "drift"}
 TUNED = {"bundle_size": 20_000, "bundle_time_ms": 1000, "arrow_batch_size": 20_000}
 
 
 @dataclass
 class BenchConfig:
     serving_rows: tuple[int, int] = (500_000, 2_500_000)
-    job_fish: tuple[int, int] = (20_000, 80_000)
+    job_fish: tuple[int, int] = (25_000, 125_000)
+    # The passthrough is ~20x faster: it needs more records to outlast its start-up.
+    passthrough_fish: tuple[int, int] = (100_000, 500_000)
     parallelisms: tuple[int, ...] = (1, 2)
     rates: tuple[int, ...] = (100, 1000, 5000)
     rate_seconds: float = 60.0
     http_seconds: float = 5.0
+    profile_fish: int = 100_000
     drift_rate: int = 10
     drift_salmon_s: float = 15.0
 
     @classmethod
     def quick(cls) -> BenchConfig:
         return cls(serving_rows=(200_000, 1_000_000), job_fish=(10_000, 40_000),
-                   parallelisms=(1,), rates=(100, 1000), rate_seconds=20.0, http_seconds=2.0)
+                   passthrough_fish=(40_000, 200_000),
+                   parallelisms=(1,), rates=(100, 1000), rate_seconds=20.0, http_seconds=2.0,
+                   profile_fish=40_000)
 
 
 @dataclass
@@ -81,6 +88,7 @@ class Results:
     latency: dict = field(default_factory=dict)
     http: dict = field(default_factory=dict)
     drift: dict = field(default_factory=dict)
+    profile: dict = field(default_factory=dict)
     peak_rss_mb: float = 0.0
 
 
@@ -230,17 +238,137 @@ def bench_throughput(settings: Settings, servers: str, config: BenchConfig) -> d
     for p in config.parallelisms:
         for name, run in (("passthrough", _passthrough), ("full_job", _full_job)):
             seconds = []
-            for n in config.job_fish:
+            sizes = config.passthrough_fish if name == "passthrough" else config.job_fish
+            for n in sizes:
                 s = _fresh(settings, servers, f"{name}-p{p}-{n}", parallelism=p,
                            checkpoint_interval_s=0, web_ui_port=0)
                 seconds.append(run(s, _produce_fish(s, n)))
-            records = tuple(2 * n for n in config.job_fish)
+            records = tuple(2 * n for n in sizes)
             out[f"{name}_p{p}"] = {"input_records": records, "seconds": seconds,
                                    "records_per_s": _marginal(records, tuple(seconds))}
             log.info("%s p=%d: %.0f records/s", name, p, out[f"{name}_p{p}"]["records_per_s"])
         out[f"ratio_p{p}"] = (out[f"full_job_p{p}"]["records_per_s"]
                               / out[f"passthrough_p{p}"]["records_per_s"])
     return out
+
+
+# ---------------------------------------------------------------- profile (p)
+
+def _short(name: str, width: int = 90) -> str:
+    """A task's name without Flink's generated detail, e.g. the operators it chains."""
+    parts = [p.split("[")[0].split("(")[0].strip() for p in name.split("->")]
+    text = " -> ".join(p for p in parts if p)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _kind(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    text = b" ".join(argv).decode(errors="replace")
+    if pid == os.getpid():
+        return "bench (Python, incl. the Flink client)"
+    if argv and argv[0].endswith(b"java"):
+        return "JVM (Flink MiniCluster)"
+    if "tansu" in text:
+        return "broker"
+    if "pyflink" in text or "beam" in text:
+        return "Python UDF workers"
+    return "other"
+
+
+def _thread_cpu(roots: list[int]) -> dict[tuple[int, int], tuple[str, str, float]]:
+    """(pid, tid) -> (process kind, thread name, CPU seconds so far)."""
+    out = {}
+    for pid in set(roots).union(*(descendants(r) for r in roots)):
+        kind = _kind(pid)
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2:].split()
+            out[(pid, int(tid))] = (kind, name, (int(fields[11]) + int(fields[12])) / _TICK)
+    return out
+
+
+def _cpu_profile(before: dict, after: dict, seconds: float) -> dict:
+    """CPU seconds per process kind and per JVM thread name over ``seconds``.
+
+    Flink names a task's thread after the task; Linux cuts the name to 15 characters.
+    """
+    kinds: dict[str, float] = {}
+    threads: dict[str, float] = {}
+    for key, (kind, name, cpu) in after.items():
+        used = cpu - (before[key][2] if key in before else 0.0)
+        kinds[kind] = kinds.get(kind, 0.0) + used
+        if kind.startswith("JVM"):
+            threads[name] = threads.get(name, 0.0) + used
+    top = sorted(threads.items(), key=lambda t: -t[1])[:12]
+    return {"seconds": seconds, "cpus": os.cpu_count(),
+            "cpu_s_by_process": dict(sorted(kinds.items(), key=lambda k: -k[1])),
+            "cpu_s_by_jvm_thread": dict(top)}
+
+
+def bench_profile(settings: Settings, servers: str, config: BenchConfig,
+                  broker_pid: int | None = None) -> dict:
+    """Busy and back-pressured ms per second of each task, averaged while the job runs.
+
+    The task whose upstream is back-pressured while it is busy ~1000 ms/s is what
+    limits the job. Sampled over REST every second on a bounded backlog.
+    """
+    port = free_port()
+    s = _fresh(settings, servers, "profile", web_ui_port=port, checkpoint_interval_s=0)
+    bounds = _produce_fish(s, config.profile_fish)
+    job = build_pipeline(s, bounds=bounds).execute_async()
+    job_id = str(job.get_job_id())
+    _wait_running(port, job_id)
+    roots = [os.getpid()] + ([broker_pid] if broker_pid else [])
+    cpu_before = _thread_cpu(roots)
+    cpu_last = dict(cpu_before)  # threads end with the job: keep their last reading
+    samples: dict[str, list[tuple[float, float]]] = {}
+    names: dict[str, str] = {}
+    started = time.monotonic()
+    while True:
+        try:
+            detail = _rest(port, f"/jobs/{job_id}")
+        except OSError:
+            break
+        if detail["state"] != "RUNNING":
+            break
+        for v in detail["vertices"]:
+            names[v["id"]] = v["name"]
+            try:
+                got = {m["id"]: m for m in _rest(
+                    port, f"/jobs/{job_id}/vertices/{v['id']}/subtasks/metrics"
+                    "?get=busyTimeMsPerSecond,backPressuredTimeMsPerSecond&agg=avg")}
+            except OSError:
+                continue
+            busy = got.get("busyTimeMsPerSecond", {}).get("avg")
+            pressured = got.get("backPressuredTimeMsPerSecond", {}).get("avg")
+            if busy is not None and not (isinstance(busy, float) and np.isnan(busy)):
+                samples.setdefault(v["id"], []).append((float(busy), float(pressured or 0)))
+        cpu_last.update(_thread_cpu(roots))
+        time.sleep(0.5)
+    job.get_job_execution_result().result()
+    seconds = time.monotonic() - started
+    cpu_last.update(_thread_cpu(roots))
+    cpu = _cpu_profile(cpu_before, cpu_last, seconds)
+    tasks = sorted(({"task": _short(names[vid]), "busy_ms_per_s": float(np.mean([b for b, _ in x])),
+                     "backpressured_ms_per_s": float(np.mean([p for _, p in x])),
+                     "samples": len(x)} for vid, x in samples.items()),
+                   key=lambda t: -t["busy_ms_per_s"])
+    return {"fish": config.profile_fish, "seconds": seconds,
+            "records_per_s": 2 * config.profile_fish / seconds, "tasks": tasks, "cpu": cpu}
 
 
 # ---------------------------------------------------------------- latency (c)
@@ -528,6 +656,10 @@ def run_bench(settings: Settings, config: BenchConfig, parts: set[str]) -> Resul
             if "throughput" in parts:
                 results.throughput = bench_throughput(settings, broker.bootstrap_servers,
                                                       config)
+            if "profile" in parts:
+                results.profile = bench_profile(settings, broker.bootstrap_servers, config,
+                                                broker.pid)
+                log.info("profile: %s", results.profile)
             if "latency" in parts:
                 for rate in config.rates:
                     results.latency[str(rate)] = _latency_at(
@@ -573,6 +705,18 @@ def table(r: Results) -> str:
                     f"{lat['checkpoints_completed']} ok / {lat['checkpoints_failed']} failed "
                     f"({lat['state_backend']}, last {lat['last_checkpoint_mb']:.1f} MB in "
                     f"{lat['last_checkpoint_ms']} ms), {lat['restarts']} restarts |")
+    if r.profile:
+        rows.append(f"| profile: {r.profile['fish']:,} fish backlog, full job "
+                    f"(p={1}) | {r.profile['records_per_s']:,.0f} records/s incl. start-up |")
+        for t in r.profile["tasks"][:4]:
+            rows.append(f"| busy {t['busy_ms_per_s']:.0f} / back-pressured "
+                        f"{t['backpressured_ms_per_s']:.0f} ms/s | {t['task']} |")
+        cpu = r.profile["cpu"]
+        for kind, used in cpu["cpu_s_by_process"].items():
+            rows.append(f"| CPU of {kind} | {used:.1f} s of {cpu['seconds']:.1f} s x "
+                        f"{cpu['cpus']} cores |")
+        for name, used in list(cpu["cpu_s_by_jvm_thread"].items())[:8]:
+            rows.append(f"| CPU of JVM thread `{name}` | {used:.1f} s |")
     if r.drift:
         d = r.drift
 

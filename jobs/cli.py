@@ -260,10 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("bench", parents=[parent],
-                       help="measure serving, throughput, latency, drift handling, memory and the HTTP baseline")
+                       help="serving, throughput, latency, drift, memory, HTTP baseline")
     p.add_argument("--quick", action="store_true", help="smaller sizes and shorter rates")
-    p.add_argument("--parts", default="serving,http,throughput,latency,drift",
-                   help="comma-separated: serving, http, throughput, latency, drift")
+    p.add_argument("--parts", default="serving,http,throughput,profile,latency,drift",
+                   help="comma-separated: serving, http, throughput, profile, latency, drift")
     p.add_argument("--rates", default="", help="latency rates per second, e.g. 100,1000,5000")
     p.add_argument("--rate-seconds", type=float, default=0.0,
                    help="seconds per latency rate (default 60, --quick 20)")

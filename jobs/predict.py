@@ -52,7 +52,13 @@ from fishweight.runtime.kafka import KafkaNotConfigured, create_topics, require_
 from fishweight.runtime.settings import Settings
 from fishweight.udfs.metrics import observe_pipeline
 from fishweight.udfs.predict import score_measurement
-from fishweight.udfs.validation import Limits, parse_weight
+from fishweight.udfs.validation import (
+    MEASUREMENT_NUMBERS,
+    WEIGHT_NUMBERS,
+    Limits,
+    clean_shape_pattern,
+    parse_weight,
+)
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +190,15 @@ def sql_params(settings: Settings) -> dict[str, str]:
         "window_ms": str(round(settings.window_s * 1000)),
         "min_count": str(settings.min_window_count),
         "error_threshold": repr(float(settings.error_threshold)),
+        # The SQL fast path of validation (udfs/validation.py, clean_shape_pattern).
+        "max_payload_bytes": str(int(settings.max_payload_bytes)),
+        "max_length": repr(float(settings.max_length)),
+        "max_height": repr(float(settings.max_height)),
+        "max_weight": repr(float(settings.max_weight)),
     }
+    limits = Limits.from_settings(settings)
+    params["measurement_shape"] = sql_string(clean_shape_pattern(MEASUREMENT_NUMBERS, limits))
+    params["weight_shape"] = sql_string(clean_shape_pattern(WEIGHT_NUMBERS, limits))
     params["event_time"] = sql.render_expression(sql.EVENT_TIME, params)
     return params
 

@@ -160,9 +160,12 @@ class PredictWeight(ScalarFunction):
 class ScoreMeasurement(PredictWeight):
     """Validation and prediction in one Python stage (one round trip per bundle).
 
-    ``score_measurement(payload BYTES, kafka_time TIMESTAMP_LTZ(3))`` returns the
-    fields of ``check_frame`` (udfs/validation.py) plus the prediction's four fields, flat (a pandas
-    UDF returns a flat ROW); ``sql/10_score.sql`` nests them as ``Prediction``.
+    ``score_measurement(payload, kafka_time, clean, Species, Fish_Id, Length, Height,
+    Timestamp)``: for a record SQL found clean (``clean``, sql/10_score.sql) the typed
+    fields are used as they are and ``payload`` is NULL; any other record is checked
+    here from its payload (``check_frame``, udfs/validation.py). Returns the fields of
+    ``check_frame`` plus the prediction's four fields, flat (a pandas UDF returns a
+    flat ROW); ``sql/10_score.sql`` nests the latter as ``Prediction``.
     """
 
     def __init__(self, limits: Limits, model_dir: str, poll_s: float = 1.0,
@@ -170,10 +173,42 @@ class ScoreMeasurement(PredictWeight):
         super().__init__(model_dir, poll_s, key_file)
         self.limits = limits
 
-    def eval(self, payload: pd.Series, kafka_time: pd.Series) -> pd.DataFrame:
-        checked = check_frame(payload, kafka_time, MEASUREMENT_NUMBERS, self.limits)
+    def eval(self, payload: pd.Series, kafka_time: pd.Series, clean: pd.Series,
+             species: pd.Series, fish_id: pd.Series, length: pd.Series, height: pd.Series,
+             timestamp: pd.Series) -> pd.DataFrame:
+        checked = merge_checked(payload, kafka_time, clean, species, fish_id, length, height,
+                                timestamp, self.limits)
         predicted = self._predict(checked["Species"], checked["Length"], checked["Height"])
         return pd.concat([checked, predicted.set_axis(SCORE_FIELDS, axis=1)], axis=1)
+
+
+def merge_checked(payload: pd.Series, kafka_time: pd.Series, clean: pd.Series,
+                  species: pd.Series, fish_id: pd.Series, length: pd.Series,
+                  height: pd.Series, timestamp: pd.Series, limits: Limits) -> pd.DataFrame:
+    """``check_frame``'s columns: the SQL-checked fields where ``clean``, else Python's."""
+    ok = clean.fillna(False).astype(bool).to_numpy()
+    n = len(ok)
+    columns: dict[str, list] = {
+        "reason": [None] * n,
+        "Species": [s if c else None for s, c in zip(species, ok, strict=True)],
+        "Fish_Id": [int(f) if c else None for f, c in zip(fish_id, ok, strict=True)],
+        "Length": [float(v) if c else None for v, c in zip(length, ok, strict=True)],
+        "Height": [float(v) if c else None for v, c in zip(height, ok, strict=True)],
+        "Timestamp": [int(t) if c else None for t, c in zip(timestamp, ok, strict=True)],
+        "payload_text": [None] * n, "payload_size": [None] * n, "payload_sha256": [None] * n,
+    }
+    slow = np.flatnonzero(~ok)
+    if len(slow):
+        checked = check_frame(payload.iloc[slow], kafka_time.iloc[slow], MEASUREMENT_NUMBERS,
+                              limits)
+        for name, values in columns.items():
+            for position, value in zip(slow, checked[name], strict=True):
+                values[position] = value
+    frame = pd.DataFrame({name: pd.Series(values, dtype=object)
+                          for name, values in columns.items()})
+    for name in MEASUREMENT_NUMBERS:  # doubles (NaN for a rejected record)
+        frame[name] = frame[name].astype(float)
+    return frame
 
 
 SCORE_FIELDS = ["PredictedWeight", "ModelTime", "ModelVersion", "SpeciesKnown"]
@@ -187,7 +222,7 @@ def score_type():
 
 def score_measurement(limits: Limits, model_dir: str, poll_s: float = 1.0,
                       key_file: str | None = None):
-    """The UDF to register as ``score_measurement(payload, kafka_time)``."""
+    """The UDF to register as ``score_measurement(payload, kafka_time, clean, ...)``."""
     return udf(ScoreMeasurement(limits, model_dir, poll_s, key_file), result_type=score_type(),
                func_type="pandas")
 

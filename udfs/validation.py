@@ -194,6 +194,40 @@ def _check_fields(raw: bytes | None, numbers: tuple[str, ...], limits: Limits,
     return out
 
 
+# ---------------------------------------------------------------- the SQL fast path
+#
+# Most records are clean and in the producers' shape. The job checks those in SQL
+# (sql/10_score.sql, sql/15_weights.sql): a record whose text matches this pattern and
+# whose values pass the same limits is valid for ``_check`` too, with the very same
+# values, so it skips the Python round trip (weights) or the per-record Python parsing
+# (measurements). Anything else, valid or not, goes to ``_check``, which alone writes
+# reasons. The pattern is deliberately narrow, so that JSON's corners (escapes,
+# exponents, duplicate or extra keys, other whitespace, non-ASCII, huge integers) never
+# reach SQL: exactly the record's fields, each once (all of them must be present and
+# there are no more members than fields), printable ASCII only, so characters = bytes.
+
+_WS = r"[ \t\n\r]*"  # JSON's whitespace only (Java's \s also takes \f and \x0B)
+_INT = r"[1-9][0-9]{0,17}"  # positive and below 2**63 (18 digits at most)
+_DEC = r"(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,17})?"  # finite; sign and range in SQL
+
+
+def _species_pattern(max_chars: int) -> str:
+    # What _check keeps as it is: no surrounding whitespace (it strips), printable.
+    edge, inner = "[A-Za-z0-9_.-]", "[A-Za-z0-9 _.-]"
+    if max_chars <= 1:
+        return f'"{edge}"'
+    return f'"{edge}(?:{inner}{{0,{max_chars - 2}}}{edge})?"'
+
+
+def clean_shape_pattern(numbers: tuple[str, ...], limits: Limits) -> str:
+    """A Java regular expression for the payload text of a record the SQL may check."""
+    member = (f'(?:"Species"{_WS}:{_WS}{_species_pattern(limits.max_species_chars)}'
+              f'|"(?:Fish_Id|Timestamp)"{_WS}:{_WS}{_INT}'
+              f'|"(?:{"|".join(numbers)})"{_WS}:{_WS}{_DEC})')
+    more = 2 + len(numbers)  # members after the first
+    return rf"\A{_WS}\{{{_WS}{member}(?:{_WS},{_WS}{member}){{{more}}}{_WS}\}}{_WS}\z"
+
+
 def check_measurement(payload: bytes | str | None, limits: Limits = DEFAULT_LIMITS,
                       kafka_ms: int | None = None) -> dict:
     return _check(payload, MEASUREMENT_NUMBERS, limits, kafka_ms)
