@@ -255,16 +255,19 @@ class Pipeline:
 
 def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: bool = True,
                    connectors: Connectors | None = None,
-                   restore_from: str | None = None) -> Pipeline:
+                   restore_from: str | None = None,
+                   flink_options: dict[str, str] | None = None) -> Pipeline:
     """The whole prediction job as one statement set; nothing runs yet.
 
     ``connectors`` defaults to Kafka (``bounds`` makes that read bounded); the fast
     test tier passes in-memory sources and file sinks and runs the same SQL.
+    ``flink_options`` are added to the Flink configuration (the bench's profiler).
     """
     registry = ModelRegistry.for_settings(settings)
     registry.load_newest_valid()  # fail now, clearly, if there is no usable model
     connectors = connectors or KafkaConnectors(settings, bounds)
-    env, t_env = create_stream_env(settings, local=local, restore_from=restore_from)
+    env, t_env = create_stream_env(settings, local=local, restore_from=restore_from,
+                                   extra=flink_options)
     limits = Limits.from_settings(settings)
     t_env.create_temporary_function("parse_weight", parse_weight(limits))
     t_env.create_temporary_function("observe_pipeline", observe_pipeline())

@@ -206,9 +206,10 @@ def _check_fields(raw: bytes | None, numbers: tuple[str, ...], limits: Limits,
 # reach SQL: exactly the record's fields, each once (all of them must be present and
 # there are no more members than fields), printable ASCII only, so characters = bytes.
 
-_WS = r"[ \t\n\r]*"  # JSON's whitespace only (Java's \s also takes \f and \x0B)
-_INT = r"[1-9][0-9]{0,17}"  # positive and below 2**63 (18 digits at most)
-_DEC = r"(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,17})?"  # finite; sign and range in SQL
+# Possessive (*+) where what follows cannot be the same character: no backtracking.
+_WS = r"[ \t\n\r]*+"  # JSON's whitespace only (Java's \s also takes \f and \x0B)
+_INT = r"[1-9][0-9]{0,17}+"  # positive and below 2**63 (18 digits at most)
+_DEC = r"(?:0|[1-9][0-9]{0,14}+)(?:\.[0-9]{1,17}+)?"  # finite; sign and range in SQL
 
 
 def _species_pattern(max_chars: int) -> str:

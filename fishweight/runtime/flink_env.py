@@ -93,14 +93,16 @@ def flink_config(settings: Settings, *, local: bool,
 
 
 def create_stream_env(settings: Settings, *, local: bool = True,
-                      restore_from: str | None = None
+                      restore_from: str | None = None,
+                      extra: dict[str, str] | None = None,
                       ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     """A DataStream + Table environment pair with jars, Python workers and tuning applied.
 
     Under ``flink run`` the execution environment is the cluster's; the same
     configuration is layered on top of it.
     """
-    options = flink_config(settings, local=local, restore_from=restore_from)
+    options = {**flink_config(settings, local=local, restore_from=restore_from),
+               **(extra or {})}  # e.g. the bench's profiler options
     conf = Configuration()
     for key, value in options.items():
         conf.set_string(key, value)
