@@ -191,14 +191,16 @@ def sql_params(settings: Settings) -> dict[str, str]:
         "min_count": str(settings.min_window_count),
         "error_threshold": repr(float(settings.error_threshold)),
         # The SQL fast path of validation (udfs/validation.py, clean_shape_pattern).
-        "max_payload_bytes": str(int(settings.max_payload_bytes)),
         "max_length": repr(float(settings.max_length)),
         "max_height": repr(float(settings.max_height)),
         "max_weight": repr(float(settings.max_weight)),
     }
     limits = Limits.from_settings(settings)
-    params["measurement_shape"] = sql_string(clean_shape_pattern(MEASUREMENT_NUMBERS, limits))
-    params["weight_shape"] = sql_string(clean_shape_pattern(WEIGHT_NUMBERS, limits))
+    for name, numbers in (("measurement", MEASUREMENT_NUMBERS), ("weight", WEIGHT_NUMBERS)):
+        # `text` is the payload as a string; FALSE sends every record to Python.
+        params[f"{name}_shaped"] = "FALSE" if settings.validation == "python" else (
+            f"COALESCE(CHAR_LENGTH(text) <= {int(settings.max_payload_bytes)} AND REGEXP(text, "
+            f"'{sql_string(clean_shape_pattern(numbers, limits))}'), FALSE)")
     params["event_time"] = sql.render_expression(sql.EVENT_TIME, params)
     return params
 

@@ -4,17 +4,18 @@
 -- so each measurement is predicted once and the error is computed against the very
 -- prediction that was published.
 --
--- The fast path: a record in the producers' shape (the pattern of
--- udfs/validation.py, clean_shape_pattern: exactly the five fields, plain numbers,
+-- The SQL fast path (setting `validation = sql-fast-path`; off by default, see the
+-- README's Performance section for when it pays): a record in the producers' shape
+-- (udfs/validation.py, clean_shape_pattern: exactly the five fields, plain numbers,
 -- printable ASCII) whose values pass the limits is validated here, in SQL, and
 -- reaches Python as typed fields, without its payload. Every other record, valid or
 -- not, goes to Python as bytes and is checked there, which alone writes the reasons.
 -- Both ways accept the same records with the same values (tests/test_fast_path.py).
+-- With `validation = python`, `shaped` is FALSE and the planner drops the fast path.
 
 CREATE TEMPORARY VIEW measurement_shaped AS
 SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload, text,
-       COALESCE(CHAR_LENGTH(text) <= {max_payload_bytes}
-                AND REGEXP(text, '{measurement_shape}'), FALSE) AS shaped
+       {measurement_shaped} AS shaped
 FROM (
     SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload,
            CAST(payload AS STRING) AS text

@@ -1,9 +1,10 @@
 -- Validate every actual weight. The job materializes `weight_validated` once (as
 -- `weight_validated_once`), shared by the join and the dead-letter sink.
 --
--- The same fast path as for measurements (sql/10_score.sql): a clean record in the
--- producers' shape is validated here and never crosses to Python; `parse_weight`
--- (udfs/validation.py) checks only the others, and alone writes the reasons.
+-- The same optional fast path as for measurements (sql/10_score.sql): with
+-- `validation = sql-fast-path` a clean record in the producers' shape is validated
+-- here and never crosses to Python; `parse_weight` (udfs/validation.py) checks the
+-- others and alone writes the reasons. By default every weight goes to Python.
 
 CREATE TEMPORARY VIEW weight_sorted AS
 SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload,
@@ -23,8 +24,7 @@ FROM (
                                                                                    AS `Timestamp`
     FROM (
         SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload, text,
-               COALESCE(CHAR_LENGTH(text) <= {max_payload_bytes}
-                        AND REGEXP(text, '{weight_shape}'), FALSE) AS shaped
+               {weight_shaped} AS shaped
         FROM (
             SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload,
                    CAST(payload AS STRING) AS text

@@ -1,4 +1,5 @@
-"""Fast tier: the SQL fast path of validation agrees with the Python checks.
+"""Fast tier: the SQL fast path of validation (``validation = sql-fast-path``) agrees
+with the Python checks.
 
 A record SQL finds clean (sql/10_score.sql, sql/15_weights.sql) skips Python's parsing;
 every other record is checked by ``udfs.validation._check``. For each payload below,
@@ -120,7 +121,7 @@ WEIGHTS = [
 def outcomes(tmp_path_factory):
     state = tmp_path_factory.mktemp("state")
     settings = Settings.load(state_dir=str(state), web_ui_port=0, parallelism=1,
-                             checkpoint_interval_s=0)
+                             checkpoint_interval_s=0, validation="sql-fast-path")
     bootstrap_model(settings)
     connectors = InMemoryConnectors(
         [Sent(p, T) for p, _ in MEASUREMENTS],

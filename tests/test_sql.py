@@ -49,6 +49,8 @@ def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
     # Validation and prediction of a measurement are one Python stage.
     assert count("score_measurement(") == 1 and count("parse_weight(") == 1
     assert count("PythonCalc(") == 3  # score, parse weights, the metrics stage
+    # By default (validation = python) no record is checked in SQL.
+    assert count("REGEXP(") == 0
     # The pairs (inner) and the unmatched records (full outer) read the same two
     # materialized streams; the predictions are computed once either way.
     assert count("IntervalJoin(joinType=[InnerJoin]") == 1

@@ -227,6 +227,13 @@ class Settings:
         metadata={"env": "FISHWEIGHT_RESTART_ATTEMPTS",
                   "doc": "Flink restarts a failed job this often (2 s apart), then fails"},
     )
+    validation: str = field(
+        default="python",
+        metadata={"env": "FISHWEIGHT_VALIDATION",
+                  "doc": "`python`: the UDFs check every record; `sql-fast-path`: records in "
+                         "the producers' shape are checked in SQL, the rest in Python (faster "
+                         "only where the JVM has CPU to spare: README, Performance)"},
+    )
     bundle_size: int = field(
         default=1000,
         metadata={"env": "FISHWEIGHT_BUNDLE_SIZE",
@@ -327,6 +334,8 @@ class Settings:
             problems.append("max_clock_skew_s must be > 0")
         if self.state_backend not in ("hashmap", "rocksdb"):
             problems.append("state_backend must be hashmap or rocksdb")
+        if self.validation not in ("python", "sql-fast-path"):
+            problems.append("validation must be `python` or `sql-fast-path`")
         if self.arrow_batch_size > self.bundle_size:
             problems.append("arrow_batch_size must be <= bundle_size")
         if problems:
