@@ -54,6 +54,7 @@ from fishweight.udfs.metrics import observe_pipeline
 from fishweight.udfs.predict import score_measurement
 from fishweight.udfs.validation import (
     MEASUREMENT_NUMBERS,
+    REASON_CLASSES,
     WEIGHT_NUMBERS,
     Limits,
     clean_shape_pattern,
@@ -196,6 +197,9 @@ def sql_params(settings: Settings) -> dict[str, str]:
         "max_weight": repr(float(settings.max_weight)),
     }
     limits = Limits.from_settings(settings)
+    params["reason_class"] = "CASE " + " ".join(
+        f"WHEN reason LIKE '{sql_string(prefix)}%' THEN '{name}'"
+        for prefix, name in REASON_CLASSES) + " ELSE 'other' END"
     for name, numbers in (("measurement", MEASUREMENT_NUMBERS), ("weight", WEIGHT_NUMBERS)):
         # `text` is the payload as a string; FALSE sends every record to Python.
         params[f"{name}_shaped"] = "FALSE" if settings.validation == "python" else (
@@ -307,8 +311,6 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
         materialize(t_env, view, f"{view}_once", rowtime=False)
     for statement in sql.render(sql.METRICS, params):
         t_env.execute_sql(statement)
-    # One metrics stage for the union of the outputs, not one per branch.
-    materialize(t_env, "observations", "observations_once", rowtime=False)
     statements = t_env.create_statement_set()
     for insert in sql.render(sql.INSERTS, params):
         statements.add_insert_sql(insert)

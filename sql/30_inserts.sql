@@ -23,4 +23,4 @@ SELECT * FROM dead_letters_once;
 
 -- The pipeline's metrics (web UI and REST, group `fishweight`, see udfs/metrics.py).
 INSERT INTO metrics_sink
-SELECT observe_pipeline(Kind, Detail, `Value`) FROM observations_once;
+SELECT observe_pipeline(Kind, Detail, Records, LastValue) FROM observation_counts;

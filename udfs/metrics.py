@@ -1,8 +1,10 @@
 """The pipeline's metrics, for the Flink web UI and REST API.
 
-One Python stage observes every output stream of the job (``sql/28_metrics.sql``
-unions them into ``observe_pipeline(Kind, Detail, Value)``, whose own output is
-discarded) and keeps counters and a gauge under the metric group ``fishweight``:
+One Python stage observes every output stream of the job: ``sql/28_metrics.sql``
+unions them and counts them per second of processing time, and
+``observe_pipeline(Kind, Detail, Records, LastValue)`` (whose own output is
+discarded) adds those counts to counters and a gauge under the metric group
+``fishweight`` (so they trail the outputs by up to a second):
 
 - ``joinedPairs``: predictions that met their weight (records of ``weight-diff``)
 - ``unmatchedWeights``, ``unmatchedMeasurements``: records of ``weight-unmatched``
@@ -23,13 +25,13 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-from fishweight.udfs.validation import REASON_CLASSES, reason_class
+from fishweight.udfs.validation import REASON_CLASSES
 
 GROUP = "fishweight"
 
 
 class ObservePipeline(ScalarFunction):
-    """``observe_pipeline(Kind, Detail, Value)``: count one observed output record."""
+    """``observe_pipeline(Kind, Detail, Records, LastValue)``: add one second's counts."""
 
     def open(self, function_context: FunctionContext) -> None:
         group = function_context.get_metric_group().add_group(GROUP)
@@ -46,21 +48,23 @@ class ObservePipeline(ScalarFunction):
         self._dead_letters = {name: letters.counter(name)
                               for name in sorted({c for _, c in REASON_CLASSES} | {"other"})}
 
-    def eval(self, kind: pd.Series, detail: pd.Series, value: pd.Series) -> pd.Series:
-        counts = kind.value_counts()
-        for name, n in counts.items():
+    def eval(self, kind: pd.Series, detail: pd.Series, records: pd.Series,
+             last_value: pd.Series) -> pd.Series:
+        frame = pd.DataFrame({"kind": kind, "detail": detail, "records": records,
+                              "last": last_value})
+        for name, n in frame.groupby("kind")["records"].sum().items():
             counter = self._counters.get(name)
             if counter is not None:
                 counter.inc(int(n))
-        if counts.get("dead_letter"):
-            for name, n in detail[kind == "dead_letter"].map(reason_class).value_counts().items():
-                self._dead_letters[name].inc(int(n))
-        windows = value[kind == "window"].dropna()
+        letters = frame[frame["kind"] == "dead_letter"]
+        for name, n in letters.groupby("detail")["records"].sum().items():
+            self._dead_letters.get(name, self._dead_letters["other"]).inc(int(n))
+        windows = frame.loc[frame["kind"] == "window", "last"].dropna()
         if len(windows):
             self._last_error_avg_ppm = round(float(windows.iloc[-1]) * 1_000_000)
         return pd.Series([True] * len(kind))
 
 
 def observe_pipeline():
-    """The UDF to register as ``observe_pipeline(Kind STRING, Detail STRING, Value DOUBLE)``."""
+    """The UDF ``observe_pipeline(Kind, Detail, Records BIGINT, LastValue DOUBLE)``."""
     return udf(ObservePipeline(), result_type=DataTypes.BOOLEAN(), func_type="pandas")
