@@ -289,7 +289,8 @@ def _kind(pid: int) -> str:
         return "gone"
     text = b" ".join(argv).decode(errors="replace")
     if pid == os.getpid():
-        return "bench (Python, incl. the Flink client)"
+        # Locally PyFlink runs the UDFs in a loopback worker inside the client process.
+        return "Python process (Flink client, loopback UDF worker, bench clients)"
     if argv and argv[0].endswith(b"java"):
         return "JVM (Flink MiniCluster)"
     if "tansu" in text:
@@ -745,7 +746,7 @@ def run_bench(settings: Settings, config: BenchConfig, parts: set[str]) -> Resul
         finally:
             sampler.stop_event.set()
             sampler.join()
-            results.peak_rss_mb = sampler.peak_mb
+            results.peak_rss_mb = max(sampler.peak_mb, _tree_rss_mb(sampler.roots))
     return results
 
 
@@ -795,6 +796,8 @@ def table(r: Results) -> str:
                         f"{t['backpressured_ms_per_s']:.0f} ms/s | {t['task']} |")
         cpu = r.profile["cpu"]
         for kind, used in cpu["cpu_s_by_process"].items():
+            if used < 0.05:
+                continue
             rows.append(f"| CPU of {kind} | {used:.1f} s of {cpu['seconds']:.1f} s x "
                         f"{cpu['cpus']} cores |")
         for name, used in list(cpu["cpu_s_by_jvm_thread"].items())[:8]:
