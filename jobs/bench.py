@@ -435,6 +435,48 @@ def _rest(port: int, path: str):
     return rest(f"http://127.0.0.1:{port}", path, timeout_s=10)
 
 
+class PacedFish:
+    """Fish at a fixed rate into a live job, keyed by Fish_Id.
+
+    Each measurement goes now, its weight ``WEIGHT_DELAY_S`` later (event and Kafka
+    time alike).
+    """
+
+    WEIGHT_DELAY_S = 1.0
+
+    def __init__(self, producer, settings: Settings, rate: float) -> None:
+        self.producer, self.settings, self.rate = producer, settings, rate
+        self.started = time.monotonic()
+        self.fish = 0
+        self.weights_due: list[tuple[float, dict]] = []
+
+    def step(self, fields, on_sent) -> None:
+        """Send what is due by now.
+
+        ``fields(fish)`` gives (Species, Length, Height, Weight); ``on_sent(fish)`` runs
+        right after its measurement is handed to the producer.
+        """
+        s, delay_ms = self.settings, int(self.WEIGHT_DELAY_S * 1000)
+        while self.fish < int((time.monotonic() - self.started) * self.rate):
+            self.fish += 1
+            species, length, height, weight = fields(self.fish)
+            now_ms = int(time.time() * 1000)
+            self.producer.send(s.topic_measurement, key=str(self.fish).encode(),
+                               timestamp_ms=now_ms, value=json.dumps({
+                                   "Species": species, "Fish_Id": self.fish, "Length": length,
+                                   "Height": height, "Timestamp": now_ms}).encode())
+            on_sent(self.fish)
+            self.weights_due.append((time.monotonic() + self.WEIGHT_DELAY_S, {
+                "Species": species, "Fish_Id": self.fish, "Weight": weight,
+                "Timestamp": now_ms + delay_ms}))
+        while self.weights_due and self.weights_due[0][0] <= time.monotonic():
+            _, record = self.weights_due.pop(0)
+            self.producer.send(s.topic_weight, key=str(record["Fish_Id"]).encode(),
+                               timestamp_ms=record["Timestamp"],
+                               value=json.dumps(record).encode())
+        self.producer.flush()
+
+
 def _latency_at(settings: Settings, servers: str, rate: int, seconds: float,
                 warmup: float = 0.0, passthrough: bool = False) -> dict:
     """Measurement sent -> prediction read, at ``rate``.
@@ -474,30 +516,18 @@ def _latency_at(settings: Settings, servers: str, rate: int, seconds: float,
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     producer = KafkaProducer(bootstrap_servers=servers, linger_ms=0)
-    started = time.monotonic()
-    measure_from = started + warmup
-    fish = 0
-    weights_due: list[tuple[float, int, int]] = []
-    while time.monotonic() - started < warmup + seconds:
-        due = int((time.monotonic() - started) * rate)
-        while fish < due:
-            fish += 1
-            now_ms = int(time.time() * 1000)
-            producer.send(s.topic_measurement, key=str(fish).encode(), timestamp_ms=now_ms,
-                          value=json.dumps({"Species": "salmon", "Fish_Id": fish,
-                                            "Length": 80.0 + fish % 17, "Height": 18.0,
-                                            "Timestamp": now_ms}).encode())
-            if time.monotonic() >= measure_from:
-                sent[fish] = time.monotonic()
-            weights_due.append((time.monotonic() + 1.0, fish, now_ms))
-        while weights_due and weights_due[0][0] <= time.monotonic():
-            _, wfish, measured_ms = weights_due.pop(0)
-            producer.send(s.topic_weight, key=str(wfish).encode(),
-                          timestamp_ms=measured_ms + 1000,
-                          value=json.dumps({"Species": "salmon", "Fish_Id": wfish,
-                                            "Weight": 4.3,
-                                            "Timestamp": measured_ms + 1000}).encode())
-        producer.flush()
+    paced = PacedFish(producer, s, rate)
+    measure_from = paced.started + warmup
+
+    def salmon(fish: int) -> tuple[str, float, float, float]:
+        return "salmon", 80.0 + fish % 17, 18.0, 4.3
+
+    def sent_at(fish: int) -> None:
+        if time.monotonic() >= measure_from:
+            sent[fish] = time.monotonic()
+
+    while time.monotonic() - paced.started < warmup + seconds:
+        paced.step(salmon, sent_at)
         time.sleep(0.002)
     producer.flush()
     stop_reading_at = time.monotonic() + 30
@@ -602,33 +632,25 @@ def bench_drift(settings: Settings, servers: str, config: BenchConfig) -> dict:
     producer = KafkaProducer(bootstrap_servers=servers, linger_ms=0)
     try:
         _wait_running(port, job_id)
-        started = time.monotonic()
-        fish, weights_due = 0, []
-        # Salmon for a while, then walleye until the new version serves (at most 90 s).
-        while "served" not in seen and time.monotonic() - started < config.drift_salmon_s + 90:
-            species = ("salmon" if time.monotonic() - started < config.drift_salmon_s
+        paced = PacedFish(producer, s, config.drift_rate)
+
+        species_of: dict[int, str] = {}
+
+        def fish_of_now(fish: int) -> tuple[str, float, float, float]:
+            species = ("salmon" if time.monotonic() - paced.started < config.drift_salmon_s
                        else "walleye")
-            due = int((time.monotonic() - started) * config.drift_rate)
-            while fish < due:
-                fish += 1
-                if species == "walleye":
-                    seen.setdefault("drift", time.monotonic())
-                values = {k: float(v[0]) for k, v in
-                          sample_species(profiles[species], 1, rng).items()}
-                now_ms = int(time.time() * 1000)
-                producer.send(s.topic_measurement, key=str(fish).encode(),
-                              timestamp_ms=now_ms, value=json.dumps({
-                                  "Species": species, "Fish_Id": fish,
-                                  "Length": values["Length"], "Height": values["Height"],
-                                  "Timestamp": now_ms}).encode())
-                weights_due.append((time.monotonic() + 1.0, now_ms + 1000, {
-                    "Species": species, "Fish_Id": fish, "Weight": values["Weight"],
-                    "Timestamp": now_ms + 1000}))
-            while weights_due and weights_due[0][0] <= time.monotonic():
-                _, at_ms, weight = weights_due.pop(0)
-                producer.send(s.topic_weight, key=str(weight["Fish_Id"]).encode(),
-                              timestamp_ms=at_ms, value=json.dumps(weight).encode())
-            producer.flush()
+            species_of[fish] = species
+            values = sample_species(profiles[species], 1, rng)
+            return (species, *(float(values[k][0]) for k in ("Length", "Height", "Weight")))
+
+        def sent_at(fish: int) -> None:
+            if species_of.pop(fish) == "walleye":
+                seen.setdefault("drift", time.monotonic())  # the first walleye
+
+        # Salmon for a while, then walleye until the new version serves (at most 90 s).
+        while ("served" not in seen
+               and time.monotonic() - paced.started < config.drift_salmon_s + 90):
+            paced.step(fish_of_now, sent_at)
             time.sleep(0.005)
     finally:
         stop.set()
@@ -642,7 +664,7 @@ def bench_drift(settings: Settings, servers: str, config: BenchConfig) -> dict:
 
     return {
         "rate_per_s": config.drift_rate, "salmon_s": config.drift_salmon_s,
-        "weight_delay_s": 1.0, "model_poll_s": s.model_poll_s,
+        "weight_delay_s": PacedFish.WEIGHT_DELAY_S, "model_poll_s": s.model_poll_s,
         "drift_to_event_s": since("drift", "event"),
         "event_to_published_s": since("event", "published"),
         "published_to_served_s": since("published", "served"),
