@@ -187,6 +187,8 @@ def merge_checked(payload: pd.Series, kafka_time: pd.Series, clean: pd.Series,
                   height: pd.Series, timestamp: pd.Series, limits: Limits) -> pd.DataFrame:
     """``check_frame``'s columns: the SQL-checked fields where ``clean``, else Python's."""
     ok = clean.fillna(False).astype(bool).to_numpy()
+    if not ok.any():  # always so with `validation = python` (the default)
+        return check_frame(payload, kafka_time, MEASUREMENT_NUMBERS, limits)
     n = len(ok)
     columns: dict[str, list] = {
         "reason": [None] * n,
