@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -69,7 +70,9 @@ class BenchConfig:
     rate_seconds: float = 60.0
     # Sent at the rate first and not measured: the JVM compiles the job's hot code
     # in its first tens of seconds (the profile shows the JIT as the top CPU user).
-    warmup_seconds: float = 20.0
+    warmup_seconds: float = 30.0
+    # Sent at once when the load starts, within the warm-up: the JIT sees the hot paths.
+    warm_fish: int = 10_000
     http_seconds: float = 5.0
     profile_fish: int = 100_000
     drift_rate: int = 10
@@ -80,7 +83,8 @@ class BenchConfig:
         return cls(serving_rows=(200_000, 1_000_000), job_fish=(10_000, 40_000),
                    passthrough_fish=(40_000, 200_000),
                    parallelisms=(1,), rates=(100, 1000), rate_seconds=20.0, http_seconds=2.0,
-                   warmup_seconds=10.0, profile_fish=40_000)
+                   warmup_seconds=15.0, warm_fish=3_000,
+                   profile_fish=40_000)
 
 
 @dataclass
@@ -439,52 +443,130 @@ class PacedFish:
     """Fish at a fixed rate into a live job, keyed by Fish_Id.
 
     Each measurement goes now, its weight ``WEIGHT_DELAY_S`` later (event and Kafka
-    time alike).
+    time alike). With ``flush`` every step waits until the broker has its records
+    (the drift part, a few fish a second); without, the producer batches them as its
+    ``linger_ms`` allows (the load generator).
     """
 
     WEIGHT_DELAY_S = 1.0
 
-    def __init__(self, producer, settings: Settings, rate: float) -> None:
-        self.producer, self.settings, self.rate = producer, settings, rate
+    def __init__(self, producer, settings: Settings, rate: float, flush: bool = True,
+                 first_id: int = 1, limit: int | None = None) -> None:
+        self.producer, self.settings, self.rate, self.flush = producer, settings, rate, flush
+        self.limit = limit  # fish in all, if given
         self.started = time.monotonic()
-        self.fish = 0
+        self.sent = 0  # fish; their ids count up from first_id
+        self.first_id = first_id
         self.weights_due: list[tuple[float, dict]] = []
 
     def step(self, fields, on_sent) -> None:
         """Send what is due by now.
 
-        ``fields(fish)`` gives (Species, Length, Height, Weight); ``on_sent(fish)`` runs
-        right after its measurement is handed to the producer.
+        ``fields(fish)`` gives (Species, Length, Height, Weight); ``on_sent(fish, ms)``
+        runs right after its measurement (Timestamp ``ms``) is handed to the producer.
         """
         s, delay_ms = self.settings, int(self.WEIGHT_DELAY_S * 1000)
-        while self.fish < int((time.monotonic() - self.started) * self.rate):
-            self.fish += 1
-            species, length, height, weight = fields(self.fish)
+        due = int((time.monotonic() - self.started) * self.rate)
+        while self.sent < (due if self.limit is None else min(due, self.limit)):
+            fish = self.first_id + self.sent
+            self.sent += 1
+            species, length, height, weight = fields(fish)
             now_ms = int(time.time() * 1000)
-            self.producer.send(s.topic_measurement, key=str(self.fish).encode(),
+            self.producer.send(s.topic_measurement, key=str(fish).encode(),
                                timestamp_ms=now_ms, value=json.dumps({
-                                   "Species": species, "Fish_Id": self.fish, "Length": length,
+                                   "Species": species, "Fish_Id": fish, "Length": length,
                                    "Height": height, "Timestamp": now_ms}).encode())
-            on_sent(self.fish)
+            on_sent(fish, now_ms)
             self.weights_due.append((time.monotonic() + self.WEIGHT_DELAY_S, {
-                "Species": species, "Fish_Id": self.fish, "Weight": weight,
+                "Species": species, "Fish_Id": fish, "Weight": weight,
                 "Timestamp": now_ms + delay_ms}))
         while self.weights_due and self.weights_due[0][0] <= time.monotonic():
-            _, record = self.weights_due.pop(0)
-            self.producer.send(s.topic_weight, key=str(record["Fish_Id"]).encode(),
-                               timestamp_ms=record["Timestamp"],
-                               value=json.dumps(record).encode())
+            self._send_weight(self.weights_due.pop(0)[1])
+        if self.flush:
+            self.producer.flush()
+
+    def finish(self) -> None:
+        """Send the weights still due, each at its time."""
+        while self.weights_due:
+            due, record = self.weights_due.pop(0)
+            time.sleep(max(0.0, due - time.monotonic()))
+            self._send_weight(record)
         self.producer.flush()
+
+    def _send_weight(self, record: dict) -> None:
+        self.producer.send(self.settings.topic_weight, key=str(record["Fish_Id"]).encode(),
+                           timestamp_ms=record["Timestamp"], value=json.dumps(record).encode())
+
+
+# A producer's batching: Kafka 4.0's default linger. Unbatched (a batch per record), the
+# embedded broker slows down as it fills: Tansu's memory storage lists every stored batch
+# of a partition on each fetch (docs/platform.md).
+GENERATOR_LINGER_MS = 5
+
+
+def generate(servers: str, topic_measurement: str, topic_weight: str, rate: float,
+             seconds: float, warm_fish: int = 0, count_from_ms: float = 0,
+             count_to_ms: float = float("inf")) -> tuple[int, int]:
+    """The latency part's load: a burst of fish, then salmon at a fixed rate.
+
+    ``warm_fish`` fish at once, then ``rate`` fish/s for ``seconds``. Returns the fish
+    sent and how many of them were sent (Timestamp) within ``[count_from_ms, count_to_ms)``.
+
+    Runs in its own process (``python -m fishweight.jobs.bench generate ...``): in the
+    bench process it would share the interpreter lock with the job's Python UDF worker,
+    which a local MiniCluster runs there (docs/platform.md). The burst first lets the
+    JVM compile the job's hot code, as in a job that has been running for a while; at
+    100/s a warm-up at the rate alone leaves it interpreting.
+    """
+    from kafka import KafkaProducer
+
+    s = Settings().replace(bootstrap_servers=servers, topic_measurement=topic_measurement,
+                           topic_weight=topic_weight)
+    producer = KafkaProducer(bootstrap_servers=servers, linger_ms=GENERATOR_LINGER_MS)
+    now_ms = int(time.time() * 1000)
+    for fish in range(1, warm_fish + 1):
+        for topic, extra in ((topic_measurement, {"Length": 80.0 + fish % 17, "Height": 18.0}),
+                             (topic_weight, {"Weight": 4.3})):
+            producer.send(topic, key=str(fish).encode(), timestamp_ms=now_ms,
+                          value=json.dumps({"Species": "salmon", "Fish_Id": fish, **extra,
+                                            "Timestamp": now_ms}).encode())
+    producer.flush()
+    paced = PacedFish(producer, s, rate, flush=False, first_id=warm_fish + 1,
+                      limit=round(rate * seconds))
+    counted = [0]
+
+    def count(_fish: int, timestamp_ms: int) -> None:
+        counted[0] += count_from_ms <= timestamp_ms < count_to_ms
+
+    while paced.sent < paced.limit:
+        paced.step(lambda fish: ("salmon", 80.0 + fish % 17, 18.0, 4.3), count)
+        time.sleep(0.001)
+    paced.finish()
+    producer.close()
+    return warm_fish + paced.sent, counted[0]
+
+
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds a process has used so far (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, TypeError):
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _latency_at(settings: Settings, servers: str, rate: int, seconds: float,
-                warmup: float = 0.0, passthrough: bool = False) -> dict:
+                warmup: float = 0.0, passthrough: bool = False,
+                broker_pid: int | None = None, warm_fish: int = 0) -> dict:
     """Measurement sent -> prediction read, at ``rate``.
 
-    With ``passthrough`` the job only copies each measurement to the prediction topic:
-    the broker's and Flink's share of the latency.
+    The load comes from a separate process; a prediction's latency is the time it is
+    read minus its measurement's ``Timestamp`` (the wall clock when it was sent). With
+    ``passthrough`` the job only copies each measurement to the prediction topic: the
+    broker's and Flink's share of the latency.
     """
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import KafkaConsumer, TopicPartition
 
     port = free_port()
     s = _fresh(settings, servers, f"latency-{rate}{'-passthrough' if passthrough else ''}",
@@ -497,42 +579,42 @@ def _latency_at(settings: Settings, servers: str, rate: int, seconds: float,
     parts = [TopicPartition(s.topic_prediction, p) for p in range(s.topic_partitions)]
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
-    sent: dict[int, float] = {}
-    latencies: list[float] = []
+    latency: dict[int, float] = {}  # Fish_Id -> ms (the first copy, should one repeat)
     done = threading.Event()
+    started_ms = time.time() * 1000
+    measure_from_ms = started_ms + warmup * 1000
+    measure_to_ms = measure_from_ms + seconds * 1000
 
     def read() -> None:
-        while not done.is_set() or len(latencies) < len(sent):
+        while not done.is_set():
             for records in consumer.poll(timeout_ms=50).values():
-                arrived = time.monotonic()
+                arrived_ms = time.time() * 1000
                 for r in records:
-                    fish = json.loads(r.value)["Fish_Id"]
-                    if fish in sent:
-                        latencies.append((arrived - sent[fish]) * 1000)
-            if done.is_set() and time.monotonic() > stop_reading_at:
-                break
+                    value = json.loads(r.value)
+                    if measure_from_ms <= value["Timestamp"] < measure_to_ms:
+                        latency.setdefault(value["Fish_Id"], arrived_ms - value["Timestamp"])
 
-    stop_reading_at = float("inf")
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    producer = KafkaProducer(bootstrap_servers=servers, linger_ms=0)
-    paced = PacedFish(producer, s, rate)
-    measure_from = paced.started + warmup
-
-    def salmon(fish: int) -> tuple[str, float, float, float]:
-        return "salmon", 80.0 + fish % 17, 18.0, 4.3
-
-    def sent_at(fish: int) -> None:
-        if time.monotonic() >= measure_from:
-            sent[fish] = time.monotonic()
-
-    while time.monotonic() - paced.started < warmup + seconds:
-        paced.step(salmon, sent_at)
-        time.sleep(0.002)
-    producer.flush()
-    stop_reading_at = time.monotonic() + 30
+    generator = subprocess.Popen(
+        [sys.executable, "-m", "fishweight.jobs.bench", "generate", servers,
+         s.topic_measurement, s.topic_weight, str(rate), str(warmup + seconds),
+         str(warm_fish), str(measure_from_ms), str(measure_to_ms)],
+        stdout=subprocess.PIPE, text=True)
+    broker_cpu = [_cpu_s(broker_pid)]  # every 10 s while the load runs
+    while generator.poll() is None:
+        time.sleep(0.2)
+        if (time.time() * 1000 - started_ms) // 10_000 >= len(broker_cpu):
+            broker_cpu.append(_cpu_s(broker_pid))
+    output = generator.stdout.read().split()
+    if generator.returncode != 0 or len(output) < 2:
+        raise RuntimeError(f"the load generator failed (exit {generator.returncode})")
+    sent, sent_measured = int(output[-2]), int(output[-1])
+    drained_by = time.monotonic() + 30
+    while len(latency) < sent_measured and time.monotonic() < drained_by:
+        time.sleep(0.2)
     done.set()
-    reader.join(timeout=40)
+    reader.join(timeout=10)
     stats = _rest(port, f"/jobs/{job_id}/checkpoints")
     checkpoints = stats["counts"]
     latest = (stats.get("latest") or {}).get("completed") or {}
@@ -540,13 +622,13 @@ def _latency_at(settings: Settings, servers: str, rate: int, seconds: float,
                 if h.get("status") == "FAILED"]
     restarts = _rest(port, f"/jobs/{job_id}/metrics?get=numRestarts")
     job.cancel().result()
-    producer.close()
     consumer.close()
-    lat = sorted(latencies)
+    lat = sorted(latency.values())
+    steps = np.diff(broker_cpu) / 10 if len(broker_cpu) > 2 else np.array([])
     return {
         "job": "passthrough" if passthrough else "full job",
         "rate_per_s": rate, "seconds": seconds, "warmup_seconds": warmup,
-        "sent": len(sent), "predicted": len(lat),
+        "warm_fish": warm_fish, "generated": sent, "sent": sent_measured, "predicted": len(lat),
         "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "max_ms": lat[-1] if lat else None,
         "checkpoints_completed": checkpoints.get("completed"),
         "checkpoints_failed": checkpoints.get("failed"),
@@ -556,6 +638,9 @@ def _latency_at(settings: Settings, servers: str, rate: int, seconds: float,
         "last_checkpoint_ms": latest.get("end_to_end_duration"),
         "checkpoint_failures": failures,
         "restarts": int(restarts[0]["value"]) if restarts else None,
+        # The embedded broker's CPU (cores) in the first and the last 10 s of the load.
+        "broker_cores_first": float(steps[0]) if steps.size else None,
+        "broker_cores_last": float(steps[-1]) if steps.size else None,
     }
 
 
@@ -643,7 +728,7 @@ def bench_drift(settings: Settings, servers: str, config: BenchConfig) -> dict:
             values = sample_species(profiles[species], 1, rng)
             return (species, *(float(values[k][0]) for k in ("Length", "Height", "Weight")))
 
-        def sent_at(fish: int) -> None:
+        def sent_at(fish: int, _timestamp_ms: int) -> None:
             if species_of.pop(fish) == "walleye":
                 seen.setdefault("drift", time.monotonic())  # the first walleye
 
@@ -756,12 +841,14 @@ def run_bench(settings: Settings, config: BenchConfig, parts: set[str]) -> Resul
                 for rate in config.rates:
                     results.latency[str(rate)] = _latency_at(
                         settings, broker.bootstrap_servers, rate, config.rate_seconds,
-                        config.warmup_seconds)
+                        config.warmup_seconds, broker_pid=broker.pid,
+                        warm_fish=config.warm_fish)
                     log.info("latency at %d/s: %s", rate, results.latency[str(rate)])
                 # The floor: the same path through the broker and Flink, no pipeline.
                 results.latency["100-passthrough"] = _latency_at(
                     settings, broker.bootstrap_servers, 100, min(config.rate_seconds, 60),
-                    config.warmup_seconds, passthrough=True)
+                    config.warmup_seconds, passthrough=True, broker_pid=broker.pid,
+                    warm_fish=config.warm_fish)
             if "drift" in parts:
                 results.drift = bench_drift(settings, broker.bootstrap_servers, config)
                 log.info("drift: %s", results.drift)
@@ -804,12 +891,16 @@ def table(r: Results) -> str:
     for lat in r.latency.values():
         rows.append(f"| latency at {lat['rate_per_s']}/s, {lat.get('job', 'full job')} "
                     f"({lat['seconds']:.0f} s after "
-                    f"{lat.get('warmup_seconds', 0):.0f} s warm-up) | p50 {lat['p50_ms']:.0f} ms, "
-                    f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms; "
-                    f"{lat['predicted']}/{lat['sent']} predicted, checkpoints "
+                    f"{lat.get('warmup_seconds', 0):.0f} s warm-up) | "
+                    + (f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, "
+                       f"max {lat['max_ms']:.0f} ms; " if lat["predicted"] else "")
+                    + f"{lat['predicted']}/{lat['sent']} predicted, checkpoints "
                     f"{lat['checkpoints_completed']} ok / {lat['checkpoints_failed']} failed "
                     f"({lat['state_backend']}, last {lat['last_checkpoint_mb']:.1f} MB in "
-                    f"{lat['last_checkpoint_ms']} ms), {lat['restarts']} restarts |")
+                    f"{lat['last_checkpoint_ms']} ms), {lat['restarts']} restarts"
+                    + (f"; broker {lat['broker_cores_first']:.2f} -> "
+                       f"{lat['broker_cores_last']:.2f} cores"
+                       if lat.get("broker_cores_last") is not None else "") + " |")
     if r.profile:
         rows.append(f"| profile: {r.profile['fish']:,} fish backlog, full job "
                     f"(p={1}) | {r.profile['records_per_s']:,.0f} records/s incl. start-up |")
@@ -849,3 +940,13 @@ def write(r: Results, settings: Settings) -> Path:
     path.write_text(json.dumps(asdict(r), indent=2, default=str) + "\n")
     return path
 
+
+
+if __name__ == "__main__":  # the latency part's load generator, in its own process
+    if len(sys.argv) == 10 and sys.argv[1] == "generate":
+        servers, topic_m, topic_w, *numbers = sys.argv[2:]
+        print(*generate(servers, topic_m, topic_w, *map(float, numbers[:2]), int(numbers[2]),
+                        *map(float, numbers[3:])), flush=True)
+    else:
+        sys.exit("usage: python -m fishweight.jobs.bench generate SERVERS TOPIC_MEASUREMENT "
+                 "TOPIC_WEIGHT RATE SECONDS WARM_FISH COUNT_FROM_MS COUNT_TO_MS")

@@ -22,3 +22,33 @@ def test_bench_http_part_measures_and_writes_json(tmp_path):
     assert "HTTP per event" in table and "peak RSS" in table
     written = json.loads(bench.write(results, settings).read_text())
     assert written["http"]["requests"] == results.http["requests"]
+
+
+def test_load_generator_sends_the_burst_then_the_paced_fish_with_their_weights(settings):
+    """The latency part's load, run as the bench runs it (its own process)."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.kafka_helpers import read_values
+
+    now_ms = time.time() * 1000
+    out = subprocess.run(
+        [sys.executable, "-m", "fishweight.jobs.bench", "generate", settings.bootstrap_servers,
+         settings.topic_measurement, settings.topic_weight, "20", "1.5", "7",
+         str(now_ms + 500), str(now_ms + 60_000)],
+        capture_output=True, text=True, timeout=60, check=True)
+    sent, counted = map(int, out.stdout.split())
+    assert sent == 7 + 30  # the burst, then 20/s for 1.5 s
+    measurements = read_values(settings, settings.topic_measurement, expected=sent)
+    weights = read_values(settings, settings.topic_weight, expected=sent)
+    assert sorted(m["Fish_Id"] for m in measurements) == list(range(1, sent + 1))
+    assert sorted(w["Fish_Id"] for w in weights) == list(range(1, sent + 1))
+    # A paced fish's weight is stamped WEIGHT_DELAY_S after its measurement.
+    by_id = {m["Fish_Id"]: m["Timestamp"] for m in measurements}
+    assert all(w["Timestamp"] - by_id[w["Fish_Id"]] == 1000 for w in weights
+               if w["Fish_Id"] > 7)
+    # The count reported for the measured window: the paced fish stamped inside it (the
+    # burst is warm-up, never measured).
+    assert 0 < counted == sum(now_ms + 500 <= t < now_ms + 60_000
+                              for fish, t in by_id.items() if fish > 7)
