@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import socket
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ from fishweight.jobs.report import Observed, RunData, output_topics, write_repor
 from fishweight.jobs.simulate import SimulationResult, simulate
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.runtime.broker import EmbeddedBroker
+from fishweight.runtime.cluster import port_in_use
 from fishweight.runtime.kafka import create_topics, wait_until_ready
 from fishweight.runtime.processes import ChildProcess, inherit_env, python_module
 from fishweight.runtime.settings import Settings
@@ -105,11 +105,6 @@ class DemoResult:
     simulation: SimulationResult | None
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
 def _wait_job_running(port: int, predict: ChildProcess, timeout_s: float = 120) -> str:
     """Poll the Flink REST API until every task of the job runs; return the job id."""
     deadline = time.monotonic() + timeout_s
@@ -159,7 +154,7 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
              finish_timeout_s: float = 90) -> DemoResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
-    if settings.web_ui_port and not _port_free(settings.web_ui_port):
+    if settings.web_ui_port and port_in_use(settings.web_ui_port):
         raise RuntimeError(f"port {settings.web_ui_port} is in use; pass --web-ui-port")
     broker = None
     children: list[ChildProcess] = []
