@@ -198,11 +198,7 @@ def _produce_fish(settings: Settings, n: int) -> Bounds:
 
 
 def _fresh(settings: Settings, servers: str, tag: str, **changes) -> Settings:
-    names = {name: f"{getattr(settings, name)}-{tag}" for name in (
-        "topic_measurement", "topic_weight", "topic_prediction", "topic_diff",
-        "topic_windows", "topic_retrain", "topic_unmatched", "topic_dead_letter",
-        "consumer_group")}
-    s = settings.replace(bootstrap_servers=servers, **names, **changes)
+    s = settings.suffixed(tag, bootstrap_servers=servers, **changes)
     create_topics(servers, s.all_topics, s.topic_partitions)
     return s
 

@@ -34,20 +34,8 @@ def fresh_settings(kafka: str, state_dir, **overrides) -> Settings:
     """Settings with topics unique to the caller, created with 3 partitions."""
     suffix = f"{next(_counter)}-{uuid.uuid4().hex[:6]}"
     given = {"web_ui_port": 0, **overrides}
-    s = Settings.load(
-        bootstrap_servers=kafka,
-        topic_measurement=f"machine-measurement-{suffix}",
-        topic_weight=f"machine-weight-{suffix}",
-        topic_prediction=f"weight-prediction-{suffix}",
-        topic_diff=f"weight-diff-{suffix}",
-        topic_retrain=f"weight-retrain-{suffix}",
-        topic_windows=f"weight-windows-{suffix}",
-        topic_unmatched=f"weight-unmatched-{suffix}",
-        topic_dead_letter=f"dead-letter-{suffix}",
-        consumer_group=f"fishweight-test-{suffix}",
-        state_dir=str(state_dir),
-        **given,
-    )
+    s = Settings.load(bootstrap_servers=kafka, state_dir=str(state_dir), **given).suffixed(
+        suffix)
     create_topics(kafka, s.all_topics, s.topic_partitions)
     return s
 

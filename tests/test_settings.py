@@ -127,3 +127,11 @@ def test_exactly_once_uses_transactions_and_reads_committed_records():
                for o in sinks.values())
     source = exact._source("machine-measurement", None)
     assert source["properties.isolation.level"] == "read_committed"
+
+
+def test_suffixed_renames_every_topic_and_the_consumer_group_only():
+    s = Settings.load(state_dir="/tmp/x")
+    t = s.suffixed("7-ab", parallelism=2)
+    assert t.all_topics == [f"{name}-7-ab" for name in s.all_topics]
+    assert t.consumer_group == f"{s.consumer_group}-7-ab"
+    assert t.parallelism == 2 and t.state_dir == s.state_dir

@@ -379,6 +379,17 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 
+    def suffixed(self, suffix: str, **changes: object) -> Settings:
+        """Every topic and the consumer group renamed ``<name>-<suffix>``.
+
+        A pipeline of its own on a shared broker (tests, bench parts).
+        """
+        names = {name: f"{getattr(self, name)}-{suffix}" for name in (
+            "topic_measurement", "topic_weight", "topic_prediction", "topic_diff",
+            "topic_windows", "topic_retrain", "topic_unmatched", "topic_dead_letter",
+            "consumer_group")}
+        return self.replace(**names, **changes)
+
 
 KAFKA_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
