@@ -604,6 +604,9 @@ def _latency_at(settings: Settings, servers: str, rate: int, seconds: float,
             broker_cpu.append(_cpu_s(broker_pid))
     output = generator.stdout.read().split()
     if generator.returncode != 0 or len(output) < 2:
+        done.set()
+        job.cancel().result()
+        consumer.close()
         raise RuntimeError(f"the load generator failed (exit {generator.returncode})")
     sent, sent_measured = int(output[-2]), int(output[-1])
     drained_by = time.monotonic() + 30
