@@ -370,11 +370,12 @@ class Settings:
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
         return cache / "fishweight" / "jars"
 
+    TOPICS = ("topic_measurement", "topic_weight", "topic_prediction", "topic_diff",
+              "topic_windows", "topic_retrain", "topic_unmatched", "topic_dead_letter")
+
     @property
     def all_topics(self) -> list[str]:
-        return [self.topic_measurement, self.topic_weight, self.topic_prediction,
-                self.topic_diff, self.topic_windows, self.topic_retrain, self.topic_unmatched,
-                self.topic_dead_letter]
+        return [getattr(self, name) for name in self.TOPICS]
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -384,10 +385,8 @@ class Settings:
 
         A pipeline of its own on a shared broker (tests, bench parts).
         """
-        names = {name: f"{getattr(self, name)}-{suffix}" for name in (
-            "topic_measurement", "topic_weight", "topic_prediction", "topic_diff",
-            "topic_windows", "topic_retrain", "topic_unmatched", "topic_dead_letter",
-            "consumer_group")}
+        names = {name: f"{getattr(self, name)}-{suffix}"
+                 for name in (*self.TOPICS, "consumer_group")}
         return self.replace(**names, **changes)
 
 
