@@ -300,6 +300,16 @@ def _kind(pid: int) -> str:
     return "other"
 
 
+def _stat(path: str) -> tuple[str, float] | None:
+    """A process's or thread's name and the CPU seconds it has used, from /proc."""
+    try:
+        stat = Path(path).read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return stat[stat.index("(") + 1:stat.rindex(")")], (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def _thread_cpu(roots: list[int]) -> dict[tuple[int, int], tuple[str, str, float]]:
     """(pid, tid) -> (process kind, thread name, CPU seconds so far)."""
     out = {}
@@ -310,13 +320,8 @@ def _thread_cpu(roots: list[int]) -> dict[tuple[int, int], tuple[str, str, float
         except OSError:
             continue
         for tid in tids:
-            try:
-                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-            except OSError:
-                continue
-            name = stat[stat.index("(") + 1:stat.rindex(")")]
-            fields = stat[stat.rindex(")") + 2:].split()
-            out[(pid, int(tid))] = (kind, name, (int(fields[11]) + int(fields[12])) / _TICK)
+            if (stat := _stat(f"/proc/{pid}/task/{tid}/stat")) is not None:
+                out[(pid, int(tid))] = (kind, *stat)
     return out
 
 
@@ -461,25 +466,33 @@ class PacedFish:
         ``fields(fish)`` gives (Species, Length, Height, Weight); ``on_sent(fish, ms)``
         runs right after its measurement (Timestamp ``ms``) is handed to the producer.
         """
-        s, delay_ms = self.settings, int(self.WEIGHT_DELAY_S * 1000)
+        delay_ms = int(self.WEIGHT_DELAY_S * 1000)
         due = int((time.monotonic() - self.started) * self.rate)
         while self.sent < (due if self.limit is None else min(due, self.limit)):
             fish = self.first_id + self.sent
             self.sent += 1
-            species, length, height, weight = fields(fish)
             now_ms = int(time.time() * 1000)
-            self.producer.send(s.topic_measurement, key=str(fish).encode(),
-                               timestamp_ms=now_ms, value=json.dumps({
-                                   "Species": species, "Fish_Id": fish, "Length": length,
-                                   "Height": height, "Timestamp": now_ms}).encode())
+            weight = self._send_measurement(fish, fields, now_ms)
             on_sent(fish, now_ms)
             self.weights_due.append((time.monotonic() + self.WEIGHT_DELAY_S, {
-                "Species": species, "Fish_Id": fish, "Weight": weight,
-                "Timestamp": now_ms + delay_ms}))
+                **weight, "Timestamp": now_ms + delay_ms}))
         while self.weights_due and self.weights_due[0][0] <= time.monotonic():
             self._send_weight(self.weights_due.pop(0)[1])
         if self.flush:
             self.producer.flush()
+
+    def burst(self, n: int, fields) -> None:
+        """``n`` fish at once, each weight with its measurement (warm-up load).
+
+        The paced fish follow them, and the pace starts when they are sent.
+        """
+        now_ms = int(time.time() * 1000)
+        for fish in range(self.first_id, self.first_id + n):
+            self._send_weight({**self._send_measurement(fish, fields, now_ms),
+                               "Timestamp": now_ms})
+        self.first_id += n
+        self.producer.flush()
+        self.started = time.monotonic()
 
     def finish(self) -> None:
         """Send the weights still due, each at its time."""
@@ -488,6 +501,15 @@ class PacedFish:
             time.sleep(max(0.0, due - time.monotonic()))
             self._send_weight(record)
         self.producer.flush()
+
+    def _send_measurement(self, fish: int, fields, now_ms: int) -> dict:
+        """Send the fish's measurement stamped ``now_ms``; return its weight's fields."""
+        species, length, height, weight = fields(fish)
+        self.producer.send(self.settings.topic_measurement, key=str(fish).encode(),
+                           timestamp_ms=now_ms, value=json.dumps({
+                               "Species": species, "Fish_Id": fish, "Length": length,
+                               "Height": height, "Timestamp": now_ms}).encode())
+        return {"Species": species, "Fish_Id": fish, "Weight": weight}
 
     def _send_weight(self, record: dict) -> None:
         self.producer.send(self.settings.topic_weight, key=str(record["Fish_Id"]).encode(),
@@ -498,6 +520,11 @@ class PacedFish:
 # embedded broker slows down as it fills: Tansu's memory storage lists every stored batch
 # of a partition on each fetch (docs/platform.md).
 GENERATOR_LINGER_MS = 5
+
+
+def _salmon(fish: int) -> tuple[str, float, float, float]:
+    """A salmon of fixed shape (Species, Length, Height, Weight): load, not a scenario."""
+    return "salmon", 80.0 + fish % 17, 18.0, 4.3
 
 
 def generate(servers: str, topic_measurement: str, topic_weight: str, rate: float,
@@ -519,23 +546,15 @@ def generate(servers: str, topic_measurement: str, topic_weight: str, rate: floa
     s = Settings().replace(bootstrap_servers=servers, topic_measurement=topic_measurement,
                            topic_weight=topic_weight)
     producer = KafkaProducer(bootstrap_servers=servers, linger_ms=GENERATOR_LINGER_MS)
-    now_ms = int(time.time() * 1000)
-    for fish in range(1, warm_fish + 1):
-        for topic, extra in ((topic_measurement, {"Length": 80.0 + fish % 17, "Height": 18.0}),
-                             (topic_weight, {"Weight": 4.3})):
-            producer.send(topic, key=str(fish).encode(), timestamp_ms=now_ms,
-                          value=json.dumps({"Species": "salmon", "Fish_Id": fish, **extra,
-                                            "Timestamp": now_ms}).encode())
-    producer.flush()
-    paced = PacedFish(producer, s, rate, flush=False, first_id=warm_fish + 1,
-                      limit=round(rate * seconds))
+    paced = PacedFish(producer, s, rate, flush=False, limit=round(rate * seconds))
+    paced.burst(warm_fish, _salmon)
     counted = [0]
 
     def count(_fish: int, timestamp_ms: int) -> None:
         counted[0] += count_from_ms <= timestamp_ms < count_to_ms
 
     while paced.sent < paced.limit:
-        paced.step(lambda fish: ("salmon", 80.0 + fish % 17, 18.0, 4.3), count)
+        paced.step(_salmon, count)
         time.sleep(0.001)
     paced.finish()
     producer.close()
@@ -543,13 +562,9 @@ def generate(servers: str, topic_measurement: str, topic_weight: str, rate: floa
 
 
 def _cpu_s(pid: int | None) -> float:
-    """CPU seconds a process has used so far (0 when it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (OSError, TypeError):
-        return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    """CPU seconds a process has used so far (0 when it is gone or not given)."""
+    stat = _stat(f"/proc/{pid}/stat") if pid else None
+    return stat[1] if stat else 0.0
 
 
 def _latency_at(settings: Settings, servers: str, rate: int, seconds: float,
@@ -592,36 +607,36 @@ def _latency_at(settings: Settings, servers: str, rate: int, seconds: float,
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    generator = subprocess.Popen(
-        [sys.executable, "-m", "fishweight.jobs.bench", "generate", servers,
-         s.topic_measurement, s.topic_weight, str(rate), str(warmup + seconds),
-         str(warm_fish), str(measure_from_ms), str(measure_to_ms)],
-        stdout=subprocess.PIPE, text=True)
-    broker_cpu = [_cpu_s(broker_pid)]  # every 10 s while the load runs
-    while generator.poll() is None:
-        time.sleep(0.2)
-        if (time.time() * 1000 - started_ms) // 10_000 >= len(broker_cpu):
-            broker_cpu.append(_cpu_s(broker_pid))
-    output = generator.stdout.read().split()
-    if generator.returncode != 0 or len(output) < 2:
+    try:
+        generator = subprocess.Popen(
+            [sys.executable, "-m", "fishweight.jobs.bench", "generate", servers,
+             s.topic_measurement, s.topic_weight, str(rate), str(warmup + seconds),
+             str(warm_fish), str(measure_from_ms), str(measure_to_ms)],
+            stdout=subprocess.PIPE, text=True)
+        broker_cpu = [_cpu_s(broker_pid)]  # every 10 s while the load runs
+        while generator.poll() is None:
+            time.sleep(0.2)
+            if (time.time() * 1000 - started_ms) // 10_000 >= len(broker_cpu):
+                broker_cpu.append(_cpu_s(broker_pid))
+        output = generator.stdout.read().split()
+        if generator.returncode != 0 or len(output) < 2:
+            raise RuntimeError(f"the load generator failed (exit {generator.returncode})")
+        sent, sent_measured = int(output[-2]), int(output[-1])
+        drained_by = time.monotonic() + 30
+        while len(latency) < sent_measured and time.monotonic() < drained_by:
+            time.sleep(0.2)
+        done.set()
+        reader.join(timeout=10)
+        stats = _rest(port, f"/jobs/{job_id}/checkpoints")
+        restarts = _rest(port, f"/jobs/{job_id}/metrics?get=numRestarts")
+    finally:
         done.set()
         job.cancel().result()
         consumer.close()
-        raise RuntimeError(f"the load generator failed (exit {generator.returncode})")
-    sent, sent_measured = int(output[-2]), int(output[-1])
-    drained_by = time.monotonic() + 30
-    while len(latency) < sent_measured and time.monotonic() < drained_by:
-        time.sleep(0.2)
-    done.set()
-    reader.join(timeout=10)
-    stats = _rest(port, f"/jobs/{job_id}/checkpoints")
     checkpoints = stats["counts"]
     latest = (stats.get("latest") or {}).get("completed") or {}
     failures = [h.get("failure_message") for h in stats.get("history", [])
                 if h.get("status") == "FAILED"]
-    restarts = _rest(port, f"/jobs/{job_id}/metrics?get=numRestarts")
-    job.cancel().result()
-    consumer.close()
     lat = sorted(latency.values())
     steps = np.diff(broker_cpu) / 10 if len(broker_cpu) > 2 else np.array([])
     return {
