@@ -36,7 +36,7 @@ def test_valid_records_pass_through():
     (_with(GOOD_M, Length=...), "missing field(s): Length"),
     (_with(GOOD_M, Species=None, Height=...), "missing field(s): Species, Height"),
     (_with(GOOD_M, Length="88"), "wrong type: Length must be a number"),
-    (_with(GOOD_M, Fish_Id="7"), "wrong type: Fish_Id must be an integer"),
+    (_with(GOOD_M, Fish_Id="7.0"), "wrong type: Fish_Id must be an integer"),
     (_with(GOOD_M, Fish_Id=True), "wrong type: Fish_Id must be an integer"),
     (_with(GOOD_M, Species=""), "wrong type: Species must be a non-empty string"),
     (_with(GOOD_M, Length=float("nan")), "non-finite number: Length = nan"),
@@ -51,9 +51,78 @@ def test_bad_measurements_get_a_reason(payload, reason):
     assert checked["reason"].startswith(reason), checked["reason"]
     assert reason_class(checked["reason"]) != "other"
     # Only a valid Fish_Id survives a rejection (the job uses it to explain the weight).
-    valid_id = '"Fish_Id": 7' in payload or '"Fish_Id":1,' in payload
+    valid_id = '"Fish_Id": 7,' in payload or '"Fish_Id":1,' in payload
     assert checked["Fish_Id"] == ((7 if "7" in payload else 1) if valid_id else None)
     assert all(checked[k] is None for k in ("Species", "Length", "Height", "Timestamp"))
+
+
+KAFKA_MS = 1_700_000_000_000  # the Kafka record time of the tutorial's records below
+
+
+@pytest.mark.parametrize("fish_id, accepted_as, reason", [
+    (7, 7, None),
+    ("1", 1, None),           # the tutorial's producers write ids as strings
+    ("0001", 1, None),        # leading zeros: the same fish as "1" and 1
+    ("9223372036854775807", 2**63 - 1, None),
+    ("1.0", None, "wrong type: Fish_Id must be an integer or a string of decimal digits, "
+                  "got '1.0'"),
+    (" 1", None, "wrong type: Fish_Id must be an integer or a string of decimal digits, "
+                 "got ' 1'"),
+    ("", None, "wrong type: Fish_Id must be an integer or a string of decimal digits, got ''"),
+    ("-1", None, "wrong type: Fish_Id must be an integer or a string of decimal digits"),
+    ("\u0661", None, "wrong type: Fish_Id must be an integer or a string of decimal digits"),
+    (1e3, None, "wrong type: Fish_Id must be an integer or a string of decimal digits, "
+                "got 1000.0"),
+    ("12345678901234567890", None,
+     "out of range: Fish_Id must be positive and below 2**63, got a 20-digit number"),
+    ("9223372036854775808", None, "out of range: Fish_Id must be positive and below 2**63"),
+    ("0", None, "out of range: Fish_Id must be positive and below 2**63, got 0"),
+    ("0" * 30 + "5", 5, None),
+])
+def test_fish_id_as_integer_or_decimal_string(fish_id, accepted_as, reason):
+    record = {"Species": "salmon", "Fish_Id": fish_id, "Length": 86.37, "Height": 18.74}
+    checked = check_measurement(json.dumps(record), kafka_ms=KAFKA_MS)
+    assert (checked["reason"] is None) is (reason is None), checked["reason"]
+    assert (checked["reason"] or "").startswith(reason or ""), checked["reason"]
+    assert checked["Fish_Id"] == accepted_as
+    weight = check_weight(json.dumps({"Species": "salmon", "Fish_Id": fish_id, "Weight": 4.44}),
+                          kafka_ms=KAFKA_MS)
+    assert (weight["reason"], weight["Fish_Id"]) == (checked["reason"], accepted_as)
+
+
+@pytest.mark.parametrize("timestamp, event_ms, reason", [
+    (..., KAFKA_MS, None),            # absent (the tutorial): the Kafka record time
+    (None, KAFKA_MS, None),           # null: the same
+    (KAFKA_MS - 10_000, KAFKA_MS - 10_000, None),  # present: its own, within the skew
+    (str(KAFKA_MS + 5), KAFKA_MS + 5, None),       # a decimal string, like the ids
+    (KAFKA_MS - 3_601_000, None, "implausible Timestamp: more than 3600 s"),
+    ("now", None, "wrong type: Timestamp must be an integer or a string of decimal digits"),
+    (1.7e12, None, "wrong type: Timestamp must be an integer or a string of decimal digits"),
+    (-5, None, "out of range: Timestamp must be positive"),
+])
+def test_timestamp_is_optional_and_checked_when_present(timestamp, event_ms, reason):
+    record = {"Species": "salmon", "Fish_Id": "1", "Weight": 4.4399, "Timestamp": timestamp}
+    checked = check_weight(_with(record, Timestamp=timestamp), kafka_ms=KAFKA_MS)
+    assert (checked["reason"] or "").startswith(reason or ""), checked["reason"]
+    assert (checked["reason"] is None) is (reason is None)
+    assert checked["Timestamp"] == event_ms
+
+
+def test_the_tutorial_records_as_its_producers_write_them():
+    """The two records the tutorial's article shows (String ids, no Timestamp)."""
+    m = check_measurement(b'{ "Species": "salmon", "Fish_Id": "1", "Length": 86.370, '
+                          b'"Height": 18.740 }', kafka_ms=KAFKA_MS)
+    w = check_weight(b'{ "Species": "salmon", "Fish_Id": "1", "Weight": 4.43990 }',
+                     kafka_ms=KAFKA_MS + 10_000)
+    assert m == {"reason": None, "Species": "salmon", "Fish_Id": 1, "Length": 86.37,
+                 "Height": 18.74, "Timestamp": KAFKA_MS}
+    assert w == {"reason": None, "Species": "salmon", "Fish_Id": 1, "Weight": 4.4399,
+                 "Timestamp": KAFKA_MS + 10_000}
+    # Without a Kafka record time (or with none on the record) there is no event time.
+    for kafka_ms in (None, -1):
+        missing = check_weight(b'{"Species": "salmon", "Fish_Id": "1", "Weight": 4.4}',
+                               kafka_ms=kafka_ms)
+        assert missing["reason"] == "missing field(s): Timestamp" and missing["Fish_Id"] == 1
 
 
 @pytest.mark.parametrize("weight, reason", [

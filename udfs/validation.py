@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -110,6 +111,33 @@ def _as_bytes(payload: bytes | str | None) -> bytes | None:
     return payload.encode("utf-8", "surrogatepass")
 
 
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit would take "²" or "١"
+MAX_ID = 2**63 - 1  # ids and timestamps are BIGINT in the job's tables
+
+
+def record_id(value: object, name: str) -> tuple[int | None, str | None]:
+    """An id field (``Fish_Id``, ``Timestamp``) as an int, or None and the reason.
+
+    A JSON integer or a string of ASCII decimal digits (the tutorial's producers send
+    ``"Fish_Id": "1"``); leading zeros are dropped, so ``"0001"``, ``"1"`` and ``1`` are
+    one id. Anything else (a float such as ``1.0`` or ``1e3``, a sign, whitespace, an
+    empty string, a boolean) is refused: two spellings of one fish must not pass as two.
+    """
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        digits = value.lstrip("0") or "0"
+        if len(digits) > len(str(MAX_ID)):  # never convert a huge string
+            return None, (f"out of range: {name} must be positive and below 2**63, got a "
+                          f"{len(digits)}-digit number")
+        value = int(digits)
+    elif isinstance(value, bool) or not isinstance(value, int):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        return None, (f"wrong type: {name} must be an integer or a string of decimal "
+                      f"digits, got {shown}")
+    if not 0 < value <= MAX_ID:
+        return None, f"out of range: {name} must be positive and below 2**63, got {value}"
+    return value, None
+
+
 def _check(payload: bytes | str | None, numbers: tuple[str, ...], limits: Limits,
            kafka_ms: int | None = None) -> dict:
     """Validate one payload; returns the fields plus ``reason`` (None when valid).
@@ -120,7 +148,7 @@ def _check(payload: bytes | str | None, numbers: tuple[str, ...], limits: Limits
     """
     out = _empty(numbers)
     try:
-        checked = _check_fields(_as_bytes(payload), numbers, limits, out)
+        checked = _check_fields(_as_bytes(payload), numbers, limits, out, kafka_ms)
         if (checked["reason"] is None and kafka_ms is not None
                 and abs(checked["Timestamp"] - kafka_ms) // 1000 > limits.max_clock_skew_s):
             rejected = _empty(numbers)
@@ -133,7 +161,7 @@ def _check(payload: bytes | str | None, numbers: tuple[str, ...], limits: Limits
 
 
 def _check_fields(raw: bytes | None, numbers: tuple[str, ...], limits: Limits,
-                  out: dict) -> dict:
+                  out: dict, kafka_ms: int | None) -> dict:
     if raw is None or not raw.strip():
         return _reject(out, "empty record")
     if len(raw) > limits.max_payload_bytes:
@@ -154,14 +182,17 @@ def _check_fields(raw: bytes | None, numbers: tuple[str, ...], limits: Limits,
         return _reject(out, f"not a JSON object but {type(record).__name__}")
     # A rejected record keeps its Fish_Id when that is valid: the job can then tell a
     # weight that its fish's measurement was rejected (and the dead letter names it).
-    fish_id = record.get("Fish_Id")
-    if isinstance(fish_id, int) and not isinstance(fish_id, bool) and 0 < fish_id < 2**63:
-        out["Fish_Id"] = fish_id
-    missing = [k for k in ("Species", "Fish_Id", *numbers, "Timestamp")
-               if record.get(k) is None]
+    fish_id, _ = record_id(record.get("Fish_Id"), "Fish_Id")
+    out["Fish_Id"] = fish_id
+    # The tutorial's producers send no Timestamp: like ksqlDB, the job then takes the
+    # Kafka record time as the event time (sql/event_time.sql falls back to it too).
+    record_time = kafka_ms if kafka_ms is not None and kafka_ms > 0 else None
+    missing = [k for k in ("Species", "Fish_Id", *numbers) if record.get(k) is None]
+    if record.get("Timestamp") is None and record_time is None:
+        missing.append("Timestamp")  # and the Kafka record has no time to take instead
     if missing:
         return _reject(out, "missing field(s): " + ", ".join(missing))
-    species, fish_id, timestamp = record["Species"], record["Fish_Id"], record["Timestamp"]
+    species = record["Species"]
     if not isinstance(species, str) or not species.strip():
         return _reject(out, f"wrong type: Species must be a non-empty string, got {species!r}")
     species = species.strip()
@@ -170,11 +201,12 @@ def _check_fields(raw: bytes | None, numbers: tuple[str, ...], limits: Limits,
                             f"{limits.max_species_chars}")
     if not species.isprintable():
         return _reject(out, f"Species has control characters: {species!r}")
-    for name, value in (("Fish_Id", fish_id), ("Timestamp", timestamp)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            return _reject(out, f"wrong type: {name} must be an integer, got {value!r}")
-        if value <= 0 or value >= 2**63:
-            return _reject(out, f"out of range: {name} must be positive, got {value}")
+    ids = {"Timestamp": record_time}
+    for name in ("Fish_Id", "Timestamp"):
+        if record.get(name) is not None:
+            ids[name], problem = record_id(record[name], name)
+            if problem:
+                return _reject(out, problem)
     maxima = dict(limits.max_value)
     values = {}
     for name in numbers:
@@ -190,7 +222,7 @@ def _check_fields(raw: bytes | None, numbers: tuple[str, ...], limits: Limits,
             return _reject(out, f"out of range: {name} = {value:g} is above the plausible "
                                 f"maximum {maxima[name]:g}")
         values[name] = value
-    out.update(values, Species=species, Fish_Id=fish_id, Timestamp=timestamp)
+    out.update(values, Species=species, **ids)
     return out
 
 
