@@ -188,6 +188,7 @@ def sql_params(settings: Settings) -> dict[str, str]:
         "watermark_delay": _seconds(settings.watermark_delay_s),
         "max_skew_s": str(int(settings.max_clock_skew_s)),
         "join_bound": _seconds(settings.join_bound_s),
+        "join_before": _seconds(settings.join_before_s),
         "window": _seconds(settings.window_s),
         "window_ms": str(round(settings.window_s * 1000)),
         "min_count": str(settings.min_window_count),

@@ -49,7 +49,13 @@ SELECT '{topic_weight}' AS SourceTopic, kafka_partition, kafka_offset, kafka_tim
 FROM weight_outcomes_once
 WHERE seen > 1;
 
--- A prediction meets the actual weight measured within the join bound after it.
+-- A prediction meets the actual weight of its Fish_Id measured within the join bounds
+-- around it: up to {join_bound} s after (the weighing delay) and up to {join_before} s
+-- before. Each machine's clock stamps its own records, so a weigh machine whose clock
+-- lags by more than the weighing delay puts the weight "before" its measurement; the
+-- tutorial's ksqlDB join (`WITHIN 1 MINUTE`) is symmetric for that reason. Fish_Id
+-- names one fish (sql/18_first_seen.sql), so a wider bound cannot pair two fish; it
+-- costs only keeping each weight in the join state that much longer.
 CREATE TEMPORARY VIEW diffs AS
 SELECT
     p.Fish_Id,
@@ -66,7 +72,8 @@ SELECT
 FROM predictions AS p
 JOIN weights AS w
   ON p.Fish_Id = w.Fish_Id
- AND w.row_time BETWEEN p.row_time AND p.row_time + INTERVAL '{join_bound}' SECOND;
+ AND w.row_time BETWEEN p.row_time - INTERVAL '{join_before}' SECOND
+                    AND p.row_time + INTERVAL '{join_bound}' SECOND;
 
 -- Every valid record is accounted for: the same interval join as a FULL OUTER join,
 -- with the rejected first measurements on the left too, emits each record that found
@@ -81,17 +88,19 @@ SELECT
     COALESCE(w.`Timestamp`, m.`Timestamp`)                                AS `Timestamp`,
     CASE
         WHEN w.Fish_Id IS NULL
-            THEN 'no weight within {join_bound} s after the measurement'
+            THEN 'no weight from {join_before} s before to {join_bound} s after the measurement'
         WHEN m.Fish_Id IS NOT NULL
             THEN 'measurement rejected: ' || m.reason
         WHEN w.late
             THEN 'late: the weight arrived behind the watermark, after its measurement '
                  || 'could be joined'
-        ELSE 'no measurement of this Fish_Id within {join_bound} s before the weight'
+        ELSE 'no measurement of this Fish_Id from {join_bound} s before to {join_before} s '
+             || 'after the weight'
     END                                                                   AS Reason
 FROM first_measurements AS m
 FULL OUTER JOIN weights AS w
   ON m.Fish_Id = w.Fish_Id
- AND w.row_time BETWEEN m.row_time AND m.row_time + INTERVAL '{join_bound}' SECOND
+ AND w.row_time BETWEEN m.row_time - INTERVAL '{join_before}' SECOND
+                    AND m.row_time + INTERVAL '{join_bound}' SECOND
 WHERE (m.Fish_Id IS NULL OR w.Fish_Id IS NULL OR m.reason IS NOT NULL)
   AND NOT (w.Fish_Id IS NULL AND m.reason IS NOT NULL);

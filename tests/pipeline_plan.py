@@ -28,6 +28,11 @@ def _fish(fish_id, species, measured_ms, length, height):
             "Timestamp": measured_ms}
 
 
+def _tutorial(record, fish_id):
+    """A record as the tutorial's producers write it: the id a string, no Timestamp."""
+    return {**{k: v for k, v in record.items() if k != "Timestamp"}, "Fish_Id": fish_id}
+
+
 class Plan:
     """The crafted stream and what the job must make of it."""
 
@@ -50,10 +55,16 @@ class Plan:
                                   "Timestamp": weighed_ms}, weighed_ms, key=fish_id))
 
     def add(self, fish_id, species, measured_ms, target_error, weight_delay_ms=10 * S,
-            send_weight=True):
+            send_weight=True, wire_ids=None):
+        """One fish. ``weight_delay_ms`` may be negative (a weigh clock that lags);
+        ``wire_ids`` = (measurement id, weight id) sends both records in the tutorial's
+        shape: those ids (strings), no Timestamp (the Kafka record time is the event time).
+        """
         length = 80.0 + (fish_id % 13) * 0.7
         height = 17.0 + (fish_id % 7) * 0.3
         record = _fish(fish_id, species, measured_ms, length, height)
+        if wire_ids:
+            record = _tutorial(record, wire_ids[0])
         self.measurements.append(Sent(record, measured_ms, key=fish_id))
         frame = pd.DataFrame([{"Species": species, "Length": length, "Height": height}])
         predicted = float(self.estimator.predict(frame)[0])
@@ -63,9 +74,12 @@ class Plan:
             return
         weighed_ms = measured_ms + weight_delay_ms
         actual = round(predicted / (1 + target_error), 3)
-        self.weights.append(Sent({"Species": species, "Fish_Id": fish_id, "Weight": actual,
-                                  "Timestamp": weighed_ms}, weighed_ms, key=fish_id))
-        if weight_delay_ms > 60 * S:
+        weight = {"Species": species, "Fish_Id": fish_id, "Weight": actual,
+                  "Timestamp": weighed_ms}
+        if wire_ids:
+            weight = _tutorial(weight, wire_ids[1])
+        self.weights.append(Sent(weight, weighed_ms, key=fish_id))
+        if not -60 * S <= weight_delay_ms <= 60 * S:  # join_before_s, join_bound_s
             self.no_diff.add(fish_id)
             return
         self.expected_error[fish_id] = round(abs(predicted - actual) / actual, 3)
@@ -103,10 +117,22 @@ def build_plan(estimator) -> Plan:
     plan.add(90, "salmon", T0 + 150 * S, 0.01, weight_delay_ms=61 * S)  # after the bound
     plan.add(91, "salmon", T0 + 150 * S, 0.01, weight_delay_ms=60 * S)  # on the bound
     plan.add(92, "salmon", T0 + 152 * S, 0.01, send_weight=False)       # never weighed
+    # Each machine stamps its records with its own clock. The weigh machine's may lag by
+    # more than the weighing delay (fish 96: the weight 20 s "before" its measurement,
+    # 86: 60 s before, on the bound, 89: 61 s before) or lead (fish 99: 50 s after).
+    plan.add(96, "salmon", T0 + 190 * S, 0.01, weight_delay_ms=-20 * S)
+    plan.add(86, "salmon", T0 + 195 * S, 0.01, weight_delay_ms=-60 * S)
+    plan.add(89, "salmon", T0 + 200 * S, 0.01, weight_delay_ms=-61 * S)
+    plan.add(99, "salmon", T0 + 182 * S, 0.01, weight_delay_ms=50 * S)
+    # The tutorial's wire format: ids as strings, no Timestamp. "0097" is fish 97.
+    plan.add(97, "salmon", T0 + 185 * S, 0.01, wire_ids=("97", "0097"))
+    plan.add(98, "salmon", T0 + 186 * S, 0.01, wire_ids=("98", 98))
+    no_measurement = "no measurement of this Fish_Id from 60 s before to 60 s after the weight"
+    no_weight = "no weight from 60 s before to 60 s after the measurement"
     plan.unmatched.update({
-        ("weight", 90): "no measurement of this Fish_Id within 60 s before the weight",
-        ("measurement", 90): "no weight within 60 s after the measurement",
-        ("measurement", 92): "no weight within 60 s after the measurement"})
+        ("weight", 90): no_measurement, ("measurement", 90): no_weight,
+        ("weight", 89): no_measurement, ("measurement", 89): no_weight,
+        ("measurement", 92): no_weight})
     # Fish 93 is measured twice and weighed twice. The first of each to arrive is the
     # fish's; the input is not keyed in the fast tier, so either may arrive first.
     for length, measured_ms in ((82.0, T0 + 160 * S), (83.0, T0 + 162 * S)):
@@ -126,8 +152,7 @@ def build_plan(estimator) -> Plan:
     plan.unmatched[("weight", 94)] = "measurement rejected: out of range: Length = 900"
     # Fish 95 is weighed, never measured.
     plan.weigh(95, "salmon", T0 + 176 * S, 4.0)
-    plan.unmatched[("weight", 95)] = (
-        "no measurement of this Fish_Id within 60 s before the weight")
+    plan.unmatched[("weight", 95)] = no_measurement
 
     good = f'"Species":"salmon","Fish_Id":500,"Timestamp":{T0 + 100 * S}'
     plan.bad("m", b"this is not json", "not valid JSON")
@@ -153,6 +178,12 @@ def build_plan(estimator) -> Plan:
     plan.bad("m", b'{"Species":"sal\\u0000mon","Fish_Id":502,"Length":80.0,"Height":17.0,'
                   b'"Timestamp":%d}' % (T0 + 100 * S), "Species has control characters")
     plan.bad("w", "\ufeff".encode() + b'{"Fish_Id":1}', "not valid JSON")
+    # Ids the tutorial's format does not allow either (udfs/validation.py, record_id).
+    for fish_id in (b'"1.0"', b'" 7"', b'""', b"1e3", b'"12345678901234567890"'):
+        reason = ("out of range: Fish_Id" if b"123" in fish_id
+                  else "wrong type: Fish_Id must be an integer or a string of decimal digits")
+        plan.bad("m", b'{"Species":"salmon","Fish_Id":%s,"Length":80.0,"Height":17.0}'
+                 % fish_id, reason)
     return plan
 
 

@@ -99,6 +99,14 @@ class Settings:
         metadata={"env": "FISHWEIGHT_JOIN_BOUND_S",
                   "doc": "Interval join: weight within this many seconds after measurement"},
     )
+    join_before_s: float = field(
+        default=60.0,
+        metadata={"env": "FISHWEIGHT_JOIN_BEFORE_S",
+                  "doc": "Interval join: a weight's event time may also be up to this many "
+                         "seconds before its measurement's (a weigh machine whose clock lags "
+                         "by more than the weighing delay); 60 with `join_bound_s` 60 is the "
+                         "tutorial's symmetric `WITHIN 1 MINUTE`, 0 = weights only after"},
+    )
     window_s: float = field(
         default=60.0,
         metadata={"env": "FISHWEIGHT_WINDOW_S", "doc": "Tumbling error window size in seconds"},
@@ -307,21 +315,24 @@ class Settings:
         for name in ("join_bound_s", "window_s", "model_poll_s", "idle_timeout_s"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")
-        if self.watermark_delay_s < 0:
-            problems.append("watermark_delay_s must be >= 0")
+        if self.watermark_delay_s < 0 or self.join_before_s < 0:
+            problems.append("watermark_delay_s and join_before_s must be >= 0")
         if not 0 < self.error_threshold:
             problems.append("error_threshold must be > 0")
         if self.retrain_samples < 4:
             problems.append("retrain_samples must be >= 4")
         if self.memory_per_species < 0 or self.refine_min_records < 0:
             problems.append("memory_per_species and refine_min_records must be >= 0")
-        if self.idle_timeout_s <= self.join_bound_s + self.watermark_delay_s:
-            problems.append("idle_timeout_s must exceed join_bound_s + watermark_delay_s "
-                            "(else weights after a pause are late for the join)")
+        join_span_s = max(self.join_bound_s, self.join_before_s)
+        if self.idle_timeout_s <= join_span_s + self.watermark_delay_s:
+            problems.append("idle_timeout_s must exceed join_bound_s (and join_before_s) + "
+                            "watermark_delay_s (else records after a pause are late for the "
+                            "join)")
         if self.min_window_count < 1:
             problems.append("min_window_count must be >= 1")
-        if self.state_ttl_s < 2 * (self.window_s + self.join_bound_s):
-            problems.append("state_ttl_s must be >= 2 * (window_s + join_bound_s)")
+        if self.state_ttl_s < 2 * (self.window_s + join_span_s):
+            problems.append("state_ttl_s must be >= 2 * (window_s + join_bound_s) and "
+                            ">= 2 * (window_s + join_before_s)")
         if self.parallelism < 1 or self.topic_partitions < 1:
             problems.append("parallelism and topic_partitions must be >= 1")
         if self.delivery_guarantee not in ("at-least-once", "exactly-once", "none"):
