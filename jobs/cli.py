@@ -42,7 +42,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from fishweight.runtime.kafka import create_topics, require_kafka
     from fishweight.scenarios import load_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario = with_wire(load_scenario(args.scenario), args.wire)
     servers = require_kafka(settings, "simulate")
     create_topics(servers, [settings.topic_measurement, settings.topic_weight],
                   settings.topic_partitions)
@@ -114,7 +114,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from fishweight.jobs.demo import DEFAULT_SPEED, run_demo
     from fishweight.scenarios import load_scenario, scenario_text
 
-    scenario = load_scenario(args.scenario)
+    scenario = with_wire(load_scenario(args.scenario), args.wire)
     run_dir = (Path(settings.state_dir) / "demo" / time.strftime("run-%Y%m%d-%H%M%S")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "scenario.toml").write_text(scenario_text(args.scenario))
@@ -202,6 +202,22 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def with_wire(scenario, wire: str | None):
+    """The scenario with its records in ``wire`` format (``--wire``), else as it says."""
+    import dataclasses
+
+    return scenario if wire is None else dataclasses.replace(scenario, wire=wire)
+
+
+def _wire_option(p: argparse.ArgumentParser) -> None:
+    from fishweight.scenarios import WIRES
+
+    p.add_argument("--wire", choices=WIRES, default=None,
+                   help="record format: fishweight (integer Fish_Id, Timestamp) or tutorial "
+                        "(the tutorial's producers: Fish_Id a string, no Timestamp); "
+                        "default: the scenario's `wire`, else fishweight")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parent = settings_parser()
     parser = argparse.ArgumentParser(prog="fishweight", description=__doc__.splitlines()[0])
@@ -217,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated seconds per wall second (0 = as fast as possible)")
     p.add_argument("--start-ms", type=int, default=None,
                    help="event time of the first measurement, epoch ms (default: now)")
+    _wire_option(p)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("fetch-jars", parents=[parent], help="cache the Kafka connector jars")
@@ -248,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", type=Path, default=None, help="scenario TOML file")
     p.add_argument("--speed", type=float, default=None,
                    help="simulated seconds per wall second (default 5; 1 = real time)")
+    _wire_option(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("cluster", parents=[parent],

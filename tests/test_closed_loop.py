@@ -6,6 +6,7 @@ and checks the drift, the single retrain and the recovery from its report summar
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
@@ -25,10 +26,11 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 SPEED = 5.0  # the demo's default: serving delays cost fish as they would there
 
 
-def _run(kafka, tmp_path, scenario_file):
+def _run(kafka, tmp_path, scenario_file, **changes):
     run_dir = tmp_path / "run"  # also the state directory, as in `fishweight demo`
     settings = fresh_settings(kafka, run_dir, web_ui_port=free_port())
-    scenario = load_scenario(scenario_file and SCENARIOS / scenario_file)
+    scenario = dataclasses.replace(load_scenario(scenario_file and SCENARIOS / scenario_file),
+                                   **changes)
     out = io.StringIO()
     result = run_demo(settings, scenario, SPEED, run_dir, threading.Event(), out=out)
     print(out.getvalue())
@@ -55,7 +57,17 @@ def test_default_scenario_adapts_while_the_walleye_arrive(kafka, tmp_path):
     assert main(["report", "--run-dir", str(run_dir)]) == 0
     assert (run_dir / "report.png").stat().st_size > 10_000
     assert json.loads((run_dir / "summary.json").read_text()) == json.loads(json.dumps(s))
+    _check_the_default_scenario(s)
 
+
+def test_default_scenario_on_the_tutorials_wire_format(kafka, tmp_path):
+    """The same loop fed as the tutorial's producers feed it: String keys and ids, no
+    Timestamp (the Kafka record time is the event time). Same bounds as our own format."""
+    _, _, s = _run(kafka, tmp_path, None, wire="tutorial")
+    _check_the_default_scenario(s)
+
+
+def _check_the_default_scenario(s):
     assert s["per_phase"][0]["mean_error"] < 0.05
     walleye, returning = s["drifts"]
     assert not walleye["known_at_start"] and returning["known_at_start"]

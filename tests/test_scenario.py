@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -64,6 +65,17 @@ def test_event_clock_spacing():
     assert [t for t, _, _ in evs] == sorted(t for t, _, _ in evs)
 
 
+def test_tutorial_wire_writes_the_tutorials_records():
+    """The same fish and times; ids as strings and no Timestamp, as its producers send."""
+    ours = load_scenario()
+    tutorial = dataclasses.replace(ours, wire="tutorial")
+    for (t1, k1, mine), (t2, k2, theirs) in zip(events(ours, START), events(tutorial, START),
+                                                 strict=True):
+        assert (t1, k1) == (t2, k2) and mine["Timestamp"] == t1
+        assert theirs == {**{k: v for k, v in mine.items() if k != "Timestamp"},
+                          "Fish_Id": str(mine["Fish_Id"])}
+
+
 def test_new_species_needs_only_a_profile(tmp_path):
     path = tmp_path / "pike.toml"
     path.write_text("""
@@ -93,6 +105,9 @@ count = 5
      "weight={length=1,height=1,noise_sd=0}\n[[sequence]]\nspecies='a'\ncount=1",
      "species.a.length: missing 'sd'"),
     ("not toml [", "not valid TOML"),
+    ("wire='avro'\n[species.a]\nlength={mean=1,sd=1}\nheight={mean=1,sd=1}\n"
+     "weight={length=1,height=1,noise_sd=0}\n[[sequence]]\nspecies='a'\ncount=1",
+     "wire must be one of fishweight, tutorial, got 'avro'"),
 ])
 def test_bad_scenarios_are_explained(tmp_path, text, message):
     path = tmp_path / "bad.toml"

@@ -1,12 +1,20 @@
 """The simulator against a real (embedded) Kafka broker."""
 
+import dataclasses
 import json
 
 import pytest
 
 from fishweight.jobs.simulate import simulate
 from fishweight.runtime.kafka import partition_counts, read_topic
-from fishweight.scenarios import MEASUREMENT, WEIGHT, events, load_scenario, parse_scenario
+from fishweight.scenarios import (
+    MEASUREMENT,
+    WEIGHT,
+    Block,
+    events,
+    load_scenario,
+    parse_scenario,
+)
 
 pytestmark = pytest.mark.slow  # a real broker and/or MiniCluster
 
@@ -41,6 +49,23 @@ def test_default_scenario_lands_in_kafka(settings):
     part_w = {json.loads(m.value)["Fish_Id"]: m.partition for m in weights}
     assert part_m == part_w
     assert len(set(part_m.values())) == 3
+
+
+def test_the_tutorial_wire_format(settings):
+    """`--wire tutorial`: the tutorial's producers' records, String keys, record time."""
+    scenario = dataclasses.replace(load_scenario(), wire="tutorial",
+                                   sequence=(Block("salmon", 3), Block("walleye", 2)))
+    simulate(settings, settings.bootstrap_servers, scenario, speed=0, start_ms=START)
+    for topic, fields, delay in ((settings.topic_measurement, ["Length", "Height"], 0),
+                                 (settings.topic_weight, ["Weight"], 10_000)):
+        records = sorted(_read(settings, topic, 5), key=lambda m: int(m.key))
+        assert len(records) == 5
+        for i, msg in enumerate(records):
+            value = json.loads(msg.value)
+            assert list(value) == ["Species", "Fish_Id", *fields]  # no Timestamp
+            assert value["Fish_Id"] == str(i + 1) and msg.key == value["Fish_Id"].encode()
+            assert value["Species"] == ("salmon" if i < 3 else "walleye")
+            assert msg.timestamp == START + 2000 * i + delay  # the event time
 
 
 def test_event_time_does_not_depend_on_speed(settings):

@@ -16,6 +16,11 @@ import numpy as np
 
 MEASUREMENT = "measurement"
 WEIGHT = "weight"
+# How the simulated machines write their records. "fishweight": integer Fish_Id and a
+# Timestamp (epoch ms). "tutorial": as the tutorial's producers do, Fish_Id as a string
+# and no Timestamp (the Kafka record time, set to the event time, is the event time).
+# Both key records by Fish_Id as a string.
+WIRES = ("fishweight", "tutorial")
 
 
 class ScenarioError(ValueError):
@@ -57,6 +62,7 @@ class Scenario:
     interval_s: float = 2.0
     weight_delay_s: float = 10.0
     first_fish_id: int = 1
+    wire: str = "fishweight"
 
     @property
     def fish_count(self) -> int:
@@ -127,9 +133,13 @@ def parse_scenario(data: dict, source: str = "scenario") -> Scenario:
         interval_s=float(data.get("interval_s", 2.0)),
         weight_delay_s=float(data.get("weight_delay_s", 10.0)),
         first_fish_id=int(data.get("first_fish_id", 1)),
+        wire=data.get("wire", "fishweight"),
     )
     if scenario.interval_s <= 0 or scenario.weight_delay_s < 0:
         raise ScenarioError(f"{source}: interval_s must be > 0 and weight_delay_s >= 0")
+    if scenario.wire not in WIRES:
+        raise ScenarioError(f"{source}: wire must be one of {', '.join(WIRES)}, got "
+                            f"{scenario.wire!r}")
     return scenario
 
 
@@ -191,20 +201,22 @@ def events(scenario: Scenario, start_ms: int) -> list[tuple[int, str, dict]]:
     """(event time ms, kind, record) for both machines, ordered by event time.
 
     Measurement ``i`` happens at ``start + i * interval``; its weight ``weight_delay``
-    later. Ties keep measurements first, so each topic is in event-time order.
+    later. Ties keep measurements first, so each topic is in event-time order. Records
+    are in the scenario's ``wire`` format (see ``WIRES``).
     """
     interval_ms = round(scenario.interval_s * 1000)
     delay_ms = round(scenario.weight_delay_s * 1000)
+    tutorial = scenario.wire == "tutorial"
     out = []
     for i, fish in enumerate(generate_fish(scenario)):
         measured = start_ms + i * interval_ms
-        out.append((measured, MEASUREMENT, {
-            "Species": fish["Species"], "Fish_Id": fish["Fish_Id"],
-            "Length": fish["Length"], "Height": fish["Height"], "Timestamp": measured,
-        }))
-        out.append((measured + delay_ms, WEIGHT, {
-            "Species": fish["Species"], "Fish_Id": fish["Fish_Id"],
-            "Weight": fish["Weight"], "Timestamp": measured + delay_ms,
-        }))
+        fish_id = str(fish["Fish_Id"]) if tutorial else fish["Fish_Id"]
+        for event_ms, kind, values in (
+                (measured, MEASUREMENT, {"Length": fish["Length"], "Height": fish["Height"]}),
+                (measured + delay_ms, WEIGHT, {"Weight": fish["Weight"]})):
+            record = {"Species": fish["Species"], "Fish_Id": fish_id, **values}
+            if not tutorial:
+                record["Timestamp"] = event_ms
+            out.append((event_ms, kind, record))
     out.sort(key=lambda e: (e[0], e[1] != MEASUREMENT))
     return out
