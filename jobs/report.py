@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,37 +116,75 @@ def _mean(values: list[float]) -> float | None:
 
 
 def phases(scenario: Scenario) -> list[dict[str, Any]]:
-    """The scenario's species blocks as Fish_Id ranges."""
-    out, first = [], scenario.first_fish_id
-    for index, block in enumerate(scenario.sequence):
-        out.append({"phase": index + 1, "species": block.species,
-                    "first_fish_id": first, "last_fish_id": first + block.count - 1})
-        first += block.count
-    return out
+    """The scenario's blocks as Fish_Id ranges: emitted ``species`` and ``profile`` key."""
+    return [{"phase": index + 1, "species": scenario.emitted_name(block.species),
+             "profile": block.species, "first_fish_id": first, "last_fish_id": last}
+            for index, (block, first, last) in enumerate(scenario.block_ranges())]
+
+
+def learnt_profiles(manifests: dict[int, dict[str, Any]], scenario: Scenario,
+                    timestamps: dict[int, int | None] | None = None) -> dict[int, dict[str, str]]:
+    """Model version -> {species: the profile key it learnt}.
+
+    A version without training fish ids (the bootstrap) knows the default profile of
+    each of its ``species``. Any other starts from the version it replaced (its
+    ``parent_version``, else the one before) less the species it dropped, and learns
+    per species the profile of its newest training fish (by Timestamp when all are
+    known, else by Fish_Id): what the model fits best is what it saw last.
+    """
+    timestamps = timestamps or {}
+    learnt: dict[int, dict[str, str]] = {}
+    for version in sorted(manifests):
+        manifest = manifests[version]
+        listed = set(manifest.get("species", []))
+        fish_ids = manifest.get("training_window", {}).get("fish_ids")
+        parent = manifest.get("parent_version")
+        if parent not in learnt:
+            parent = max((v for v in learnt if v < version), default=None)
+        mapping = ({} if fish_ids is None else
+                   {s: p for s, p in learnt.get(parent, {}).items() if s in listed})
+        ids = [i for i in fish_ids or [] if scenario.profile_of(i) is not None]
+        timed = all(timestamps.get(i) is not None for i in ids)
+        for i in sorted(ids, key=lambda i: (timestamps[i], i) if timed else i):
+            mapping[scenario.emitted_name(scenario.profile_of(i))] = scenario.profile_of(i)
+        for species in listed - set(mapping):
+            if scenario.default_profile(species) is not None:
+                mapping[species] = scenario.default_profile(species)
+        learnt[version] = mapping
+    return learnt
 
 
 RECOVERY_ROLL = 5  # fish in the rolling mean that must stay below the threshold
 
 
 def noise_floor(diff: dict[str, Any], scenario: Scenario) -> float | None:
-    """|true weight - actual| / actual: the error of a model that knows the profile."""
-    profile = scenario.species.get(diff["Species"])
+    """|true weight - actual| / actual: the error of a model that knows the profile.
+
+    The profile is the one of the fish's block; the true weight is computed from the
+    true sizes behind the reported (perhaps miscalibrated) Length and Height.
+    """
+    key = scenario.profile_of(diff["Fish_Id"])
+    if key is None or scenario.emitted_name(key) != diff["Species"]:
+        key = diff["Species"]  # not a fish of this scenario's blocks
+    profile = scenario.species.get(key)
     if profile is None:
         return None
-    true = (profile.intercept + profile.length_coef * diff["Length"]
-            + profile.height_coef * diff["Height"])
+    true = profile.true_weight(*profile.true_inputs(diff["Length"], diff["Height"]))
     return abs(true - diff["ActualWeight"]) / diff["ActualWeight"]
 
 
 def drifts(by_fish: dict[int, dict[str, Any]], blocks: list[dict[str, Any]],
            manifests: dict[int, dict[str, Any]], scenario: Scenario,
            threshold: float) -> list[dict[str, Any]]:
-    """Per species block after the first: how fast the loop adapted.
+    """Per block after the first: how fast the loop adapted.
 
-    *Served*: the first fish of the block predicted by a version trained on its species.
+    *Served*: the first fish of the block predicted by a version that learnt its profile
+    (``learnt_profiles``): a new species, or a changed profile of a known one.
     *Recovery*: the first served fish from which the rolling mean error of the last
     ``RECOVERY_ROLL`` fish stays below the threshold to the end of the block.
     """
+    learnt = learnt_profiles(manifests, scenario,
+                             {i: d.get("Timestamp") for i, d in by_fish.items()})
     out = []
     for b in blocks[1:]:
         fish = [by_fish[i] for i in range(b["first_fish_id"], b["last_fish_id"] + 1)
@@ -153,19 +192,19 @@ def drifts(by_fish: dict[int, dict[str, Any]], blocks: list[dict[str, Any]],
         if not fish:
             continue
         errors = [d["Error"] for d in fish]
-        knows = [b["species"] in manifests.get(d["ModelVersion"], {}).get("species", [])
+        profile = b.get("profile", b["species"])
+        knows = [learnt.get(d["ModelVersion"], {}).get(b["species"]) == profile
                  for d in fish]
         served = next((k for k, known in enumerate(knows) if known), len(fish))
         recovery = next((k for k in range(served, len(fish)) if knows[k] and all(
             statistics.fmean(errors[max(k, j - RECOVERY_ROLL + 1):j + 1]) < threshold
             for j in range(k, len(fish)))), len(fish))
         after = fish[recovery:]
-        floors = [f for f in (noise_floor(d, scenario) for d in after) if f is not None]
-        error_after = _mean([d["Error"] for d in after])
-        floor = _mean(floors)
+        error_after, floor = _error_and_floor(after, scenario)
+        error_30, floor_30 = _error_and_floor(after[:AFTER_RECOVERY_FISH], scenario)
         out.append({
-            "species": b["species"], "first_fish_id": b["first_fish_id"], "fish": len(fish),
-            "known_at_start": knows[0],
+            "species": b["species"], "profile": profile, "first_fish_id": b["first_fish_id"],
+            "fish": len(fish), "known_at_start": knows[0],
             "fish_until_served": served,
             "fish_until_recovery": recovery,
             "recovery_fish_id": fish[recovery]["Fish_Id"] if recovery < len(fish) else None,
@@ -173,10 +212,24 @@ def drifts(by_fish: dict[int, dict[str, Any]], blocks: list[dict[str, Any]],
             "over_threshold_after_recovery": sum(e > threshold for e in errors[recovery:]),
             "mean_error_after_recovery": error_after,
             "noise_floor": floor,
-            "error_to_noise_floor": (round(error_after / floor, 2)
-                                     if error_after is not None and floor else None),
+            "error_to_noise_floor": _ratio(error_after, floor),
+            # The same over the first AFTER_RECOVERY_FISH fish after recovery.
+            "error_to_noise_floor_30": _ratio(error_30, floor_30),
         })
     return out
+
+
+AFTER_RECOVERY_FISH = 30
+
+
+def _error_and_floor(fish: list[dict[str, Any]], scenario: Scenario
+                     ) -> tuple[float | None, float | None]:
+    floors = [f for f in (noise_floor(d, scenario) for d in fish) if f is not None]
+    return _mean([d["Error"] for d in fish]), _mean(floors)
+
+
+def _ratio(error: float | None, floor: float | None) -> float | None:
+    return round(error / floor, 2) if error is not None and floor else None
 
 
 def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str, Any]:
@@ -185,8 +238,10 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
     diffs = arrival_order(data.diffs)
     by_fish = {d.value["Fish_Id"]: d.value for d in diffs}
     blocks = phases(scenario)
-    initial_species = set(data.manifests.get(1, {}).get("species", []))
-    drift = next((b for b in blocks if b["species"] not in initial_species), None)
+    # The first block whose profile the initial model did not learn (a species or a change).
+    initial = learnt_profiles(data.manifests, scenario,
+                              {i: d.get("Timestamp") for i, d in by_fish.items()}).get(1, {})
+    drift = next((b for b in blocks if initial.get(b["species"]) != b["profile"]), None)
     drift_start = drift["first_fish_id"] if drift else None
 
     promoted = [d for d in data.decisions if d["action"] == "promoted"]
@@ -231,14 +286,10 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
     for d in diffs:
         species_errors.setdefault(d.value["Species"], []).append(d.value["Error"])
 
-    dead_by_topic: dict[str, int] = {}
-    for d in data.dead_letters:
-        dead_by_topic[d.value.get("SourceTopic", "?")] = dead_by_topic.get(
-            d.value.get("SourceTopic", "?"), 0) + 1
-    unmatched_by_reason: dict[str, int] = {}
-    for u in data.unmatched:
-        reason = f'{u.value.get("Kind")}: {str(u.value.get("Reason")).split(":")[0]}'
-        unmatched_by_reason[reason] = unmatched_by_reason.get(reason, 0) + 1
+    dead_by_topic = dict(Counter(d.value.get("SourceTopic", "?") for d in data.dead_letters))
+    unmatched_by_reason = dict(Counter(
+        f'{u.value.get("Kind")}: {str(u.value.get("Reason")).split(":")[0]}'
+        for u in data.unmatched))
     dead_measurements = data.dead_letters_from(settings.topic_measurement)
     dead_weights = data.dead_letters_from(settings.topic_weight)
     produced = data.produced.get("measurements")
@@ -284,13 +335,17 @@ def draw_chart(data: RunData, summary: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     diffs = arrival_order(data.diffs)
+    # Bands by profile, so that a changed profile of one species shows as its own band.
+    band_of = {i: _label(p) for p in summary["per_phase"]
+               for i in range(p["first_fish_id"], p["last_fish_id"] + 1)}
+    bands = [band_of.get(d.value["Fish_Id"], d.value["Species"]) for d in diffs]
     fig, ax = plt.subplots(figsize=(11, 4.8), dpi=110)
     colors = {}
     palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
     start = 0
     for i in range(1, len(diffs) + 1):
-        if i == len(diffs) or diffs[i].value["Species"] != diffs[start].value["Species"]:
-            species = diffs[start].value["Species"]
+        if i == len(diffs) or bands[i] != bands[start]:
+            species = bands[start]
             color = colors.setdefault(species, palette[len(colors) % len(palette)])
             ax.axvspan(start - 0.5, i - 0.5, color=color, alpha=0.15, lw=0,
                        label=species if species not in ax.get_legend_handles_labels()[1]
@@ -328,6 +383,12 @@ def draw_chart(data: RunData, summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _label(entry: dict[str, Any]) -> str:
+    """``species``, or ``species (profile)`` for a profile not keyed by its species."""
+    profile = entry.get("profile", entry["species"])
+    return entry["species"] if profile == entry["species"] else f"{entry['species']} ({profile})"
+
+
 def write_markdown(summary: dict[str, Any], path: Path, chart_name: str) -> None:
     c = summary["counts"]
     lines = [
@@ -347,18 +408,19 @@ def write_markdown(summary: dict[str, Any], path: Path, chart_name: str) -> None
         f"- joined pairs: {c['joined_pairs']}, windows closed: {c['windows_closed']}, "
         f"retrain events: {c['retrain_events']}", "",
         "## Drifts: how fast the loop adapted", "",
-        f"A drift is each species block after the first. *Served*: fish of the block before "
-        f"the first one predicted by a model trained on its species. *Recovery*: from there "
-        f"the rolling mean error of {RECOVERY_ROLL} fish stays below {summary['threshold']}. "
+        "A drift is each block after the first (a species, or a changed profile of one). "
+        "*Served*: fish of the block before the first one predicted by a model that learnt "
+        "its profile (the newest of its species in training). *Recovery*: from there the "
+        f"rolling mean error of {RECOVERY_ROLL} fish stays below {summary['threshold']}. "
         "The noise floor is the error of the true weight formula on the same fish.", "",
-        "| block | species | first fish | fish until served | fish until recovery | "
+        "| block | species (profile) | first fish | fish until served | fish until recovery | "
         f"fish > {summary['threshold']} until recovery | error after recovery | noise floor "
         "| ratio |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for k, d in enumerate(summary["drifts"], start=2):
         lines.append(
-            f"| {k} | {d['species']} | {d['first_fish_id']} | {d['fish_until_served']} | "
+            f"| {k} | {_label(d)} | {d['first_fish_id']} | {d['fish_until_served']} | "
             f"{d['fish_until_recovery']} | {d['over_threshold_until_recovery']} | "
             f"{d['mean_error_after_recovery']} | {d['noise_floor']} | "
             f"{d['error_to_noise_floor']} |")
@@ -372,10 +434,10 @@ def write_markdown(summary: dict[str, Any], path: Path, chart_name: str) -> None
             f"{v['first_fish_id_served']}, {v['seconds_retrain_event_to_first_prediction']} s "
             "after the retrain event")
     lines += ["", "## Mean relative error", "",
-              "| phase | species | fish | mean | before recovery | after recovery |",
+              "| phase | species (profile) | fish | mean | before recovery | after recovery |",
               "|---|---|---|---|---|---|"]
     for p in summary["per_phase"]:
-        lines.append(f"| {p['phase']} | {p['species']} | {p['first_fish_id']}-"
+        lines.append(f"| {p['phase']} | {_label(p)} | {p['first_fish_id']}-"
                      f"{p['last_fish_id']} | {p['mean_error']} | "
                      f"{p['mean_error_before_recovery']} | {p['mean_error_after_recovery']} |")
     lines += ["", "Per species: " + ", ".join(

@@ -19,7 +19,8 @@ def bootstrap_frame(scenario_path=None, species: str = BOOTSTRAP_SPECIES,
                     n: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
     """The reference's initial training set: 100 simulated salmon, seed 200."""
     profile = load_scenario(scenario_path).species[species]
-    values = sample_species(profile, n, np.random.default_rng(seed))
+    # The reference set is clean: a profile's mis-weighed outliers are the factory's fault.
+    values = sample_species(profile, n, np.random.default_rng(seed), outliers=False)
     return pd.DataFrame({**values, "Species": [species] * n})
 
 
