@@ -192,6 +192,9 @@ def sql_params(settings: Settings) -> dict[str, str]:
         "window": _seconds(settings.window_s),
         "window_ms": str(round(settings.window_s * 1000)),
         "min_count": str(settings.min_window_count),
+        "change_records": str(settings.change_records),
+        "change_preceding": str(settings.change_records - 1),
+        "change_over": str(settings.change_over),
         "error_threshold": repr(float(settings.error_threshold)),
         # The SQL fast path of validation (udfs/validation.py, clean_shape_pattern).
         "max_length": repr(float(settings.max_length)),

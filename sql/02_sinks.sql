@@ -27,7 +27,8 @@ CREATE TEMPORARY TABLE diff_sink (
     {diff_sink}
 );
 
-CREATE TEMPORARY TABLE retrain_sink (
+-- Every closed window of one species, final figures (weight-windows).
+CREATE TEMPORARY TABLE window_sink (
     WindowStart     TIMESTAMP(3),
     WindowEnd       TIMESTAMP(3),
     Species         ARRAY<STRING>,
@@ -39,13 +40,18 @@ CREATE TEMPORARY TABLE retrain_sink (
     ModelVersions   ARRAY<INT>,
     ModelVersionMax INT
 ) WITH (
-    {retrain_sink}
+    {window_sink}
 );
 
--- Every closed window, with the retrain event's fields (final figures).
-CREATE TEMPORARY TABLE window_sink WITH (
-    {window_sink}
-) LIKE retrain_sink (OVERWRITING OPTIONS);
+-- Retrain events (weight-retrain): the window's fields (figures so far) plus which rule
+-- fired and where the change began (sql/25_window.sql).
+CREATE TEMPORARY TABLE retrain_sink (
+    `Rule`           STRING,  -- window | change
+    Change_Fish_Id   BIGINT,  -- the first record over the threshold the rule saw
+    Change_Timestamp BIGINT   -- its Timestamp (epoch ms)
+) WITH (
+    {retrain_sink}
+) LIKE window_sink (OVERWRITING OPTIONS);
 
 -- Valid records that found no partner: a weight without a prediction within the bound
 -- before it (or arriving after the watermark passed it), a measurement without a weight.

@@ -13,7 +13,9 @@ INSERT INTO window_sink
 SELECT * FROM window_errors_once;
 
 INSERT INTO retrain_sink
-SELECT * FROM retrain_events_once;
+SELECT WindowStart, WindowEnd, Species, Fish_Id_Start, Fish_Id_End, Timestamp_End, ErrorAvg,
+       `Count`, ModelVersions, ModelVersionMax, `Rule`, Change_Fish_Id, Change_Timestamp
+FROM retrain_events_once;
 
 INSERT INTO unmatched_sink
 SELECT * FROM unmatched_once;

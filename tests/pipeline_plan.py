@@ -238,8 +238,9 @@ def check_retrain_fires_early_once_per_drifting_window(run):
     (one noisy fish) never fires.
     """
     settings, _, plan, out = run
-    events = {_key(e): e for e in out.values("retrains")}
-    assert len(events) == len(out.values("retrains")), "two retrain events for one window"
+    window_events = [e for e in out.values("retrains") if e["Rule"] == "window"]
+    events = {_key(e): e for e in window_events}
+    assert len(events) == len(window_events), "two retrain events for one window"
     assert set(events) == {(_window_start(1), "salmon"), (_window_start(1), "walleye"),
                            (_window_start(4), "salmon")}, sorted(events)
     final = {_key(w): w for w in out.values("windows")}
@@ -260,6 +261,37 @@ def check_retrain_fires_early_once_per_drifting_window(run):
         assert event["WindowEnd"][:19] == _window_start(window + 1)
     assert events[(_window_start(1), "walleye")]["Count"] == settings.min_window_count
     assert events[(_window_start(4), "salmon")]["Count"] < 12, "fired only at the window's end"
+    for event in events.values():  # where the change began, as far as the window saw
+        bad = [d for d in observed.values() if d["Error"] > settings.error_threshold
+               and d["Species"] == event["Species"][0]
+               and _window_start(plan.window_of[d["Fish_Id"]]) == event["WindowStart"][:19]]
+        assert event["Change_Timestamp"] in {d["Timestamp"] for d in bad}
+        assert event["Change_Fish_Id"] in {d["Fish_Id"] for d in bad}
+        assert event["Change_Timestamp"] <= event["Timestamp_End"]
+
+
+def check_change_rule_fires_once_per_species_and_version(run):
+    """m of the last k errors of a species over the threshold: one event per species and
+    model version: walleye in window 1, salmon in window 1 or (another arrival order at
+    parallelism 2) in window 4; the version then had its event. With the records the
+    rule looked at."""
+    settings, _, _, out = run
+    changes = [e for e in out.values("retrains") if e["Rule"] == "change"]
+    assert sorted(e["Species"] for e in changes) == [["salmon"], ["walleye"]], changes
+    observed = {d["Fish_Id"]: d for d in out.values("diffs")}
+    for event in changes:
+        (species,) = event["Species"]
+        assert event["ModelVersions"] == [1] and event["ModelVersionMax"] == 1
+        assert settings.change_over <= event["Count"] <= settings.change_records
+        looked_at = [d for d in observed.values() if d["Species"] == species
+                     and event["Fish_Id_Start"] <= d["Fish_Id"] <= event["Fish_Id_End"]
+                     and d["Timestamp"] <= event["Timestamp_End"]]
+        bad = [d for d in looked_at if d["Error"] > settings.error_threshold]
+        assert len(bad) >= settings.change_over
+        assert event["ErrorAvg"] > 0.1  # window 1's errors are 0.2 and up
+        assert event["Change_Fish_Id"] in {d["Fish_Id"] for d in bad}
+        assert event["Change_Timestamp"] in {d["Timestamp"] for d in bad}
+        assert event["Change_Timestamp"] <= event["Timestamp_End"]
 
 
 def check_every_window_is_reported_once_with_final_figures(run):
@@ -350,6 +382,7 @@ CHECKS = [
     check_predictions_match_the_model,
     check_join_yields_one_diff_per_fish_within_the_bound,
     check_retrain_fires_early_once_per_drifting_window,
+    check_change_rule_fires_once_per_species_and_version,
     check_every_window_is_reported_once_with_final_figures,
     check_bad_input_is_dead_lettered_with_its_reason,
     check_a_repeated_fish_id_is_one_fish,

@@ -47,7 +47,7 @@ HOSTILE_MEASUREMENTS = [
     b"not json", b"{broken", b"null", b'"a string"', b"[1, 2]",
     "\ufeff".encode() + _with(),                     # byte-order mark
     _with(Height=...),                               # missing field
-    _with(Length="88"), _with(Fish_Id="7"), _with(Fish_Id=True), _with(Species=5),
+    _with(Length="88"), _with(Fish_Id="7.0"), _with(Fish_Id=True), _with(Species=5),
     b'{"Species":"salmon","Fish_Id":9001,"Length":NaN,"Height":19,"Timestamp":%d}' % NOW_MS,
     b'{"Species":"salmon","Fish_Id":9002,"Length":Infinity,"Height":19,"Timestamp":%d}'
     % NOW_MS,

@@ -169,6 +169,25 @@ class Settings:
                   "doc": "Joined records a window needs before its running AVG(Error) may "
                          "trigger a retrain (one noisy fish cannot)"},
     )
+    change_records: int = field(
+        default=5,
+        metadata={"env": "FISHWEIGHT_CHANGE_RECORDS",
+                  "doc": "Change rule: it looks at each species' most recent joined records "
+                         "scored by the serving model version, this many"},
+    )
+    change_over: int = field(
+        default=3,
+        metadata={"env": "FISHWEIGHT_CHANGE_OVER",
+                  "doc": "Change rule: a retrain event when this many of those records exceed "
+                         "`error_threshold` (robust to an outlier, unlike a mean)"},
+    )
+    change_min_records: int = field(
+        default=4,
+        metadata={"env": "FISHWEIGHT_CHANGE_MIN_RECORDS",
+                  "doc": "The trainer adapts a changed species on its records since the "
+                         "change; it waits (up to 5 s) for this many, so a burst of outliers "
+                         "shows a good fish among them and is refused"},
+    )
     state_ttl_s: float = field(
         default=600.0,
         metadata={"env": "FISHWEIGHT_STATE_TTL_S",
@@ -330,6 +349,11 @@ class Settings:
                             "join)")
         if self.min_window_count < 1:
             problems.append("min_window_count must be >= 1")
+        if not 1 <= self.change_over <= self.change_records <= 1000:
+            problems.append("change_over and change_records must satisfy "
+                            "1 <= change_over <= change_records <= 1000")
+        if self.change_min_records < 2:
+            problems.append("change_min_records must be >= 2")
         if self.state_ttl_s < 2 * (self.window_s + join_span_s):
             problems.append("state_ttl_s must be >= 2 * (window_s + join_bound_s) and "
                             ">= 2 * (window_s + join_before_s)")
