@@ -151,7 +151,12 @@ class StatusLine:
 
 def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path,
              stop: threading.Event, out: TextIO = sys.stdout,
-             finish_timeout_s: float = 90) -> DemoResult:
+             finish_timeout_s: float = 90, start_ms: int | None = None) -> DemoResult:
+    """Run the whole loop: broker, model, trainer, job, simulator, report.
+
+    ``start_ms`` is the first measurement's event time (default: now; tests choose it to
+    place a drift at a given point of a window).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
     if settings.web_ui_port and port_in_use(settings.web_ui_port):
@@ -198,7 +203,7 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
         def send():
             nonlocal sim_result
             sim_result = simulate(settings, settings.bootstrap_servers, scenario, speed=speed,
-                                  stop=stop, on_record=count)
+                                  start_ms=start_ms, stop=stop, on_record=count)
 
         simulator = threading.Thread(target=send, daemon=True, name="simulator")
         simulator.start()

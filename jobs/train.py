@@ -20,6 +20,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
 from fishweight.models.retrain import (
+    CHANGE_WAIT_S,
     Trainer,
     TrainerStats,
     diff_problem,
@@ -131,16 +132,18 @@ class TrainerService:
                 return
             self._commit(tp, messages[-1].offset + 1)
 
-    def _catch_up_diffs(self, event: dict, max_s: float = 5.0) -> None:
+    def _catch_up_diffs(self, event: dict, max_s: float = CHANGE_WAIT_S) -> None:
         """Store the diffs already in Kafka before deciding on a retrain event.
 
         The job writes the triggering record to weight-diff and the event to
         weight-retrain at about the same moment, so the event can arrive first. Poll
         diffs until the store holds the triggering record (the event's
-        ``Timestamp_End``), capped in time (an event without it: until nothing more
-        arrives).
+        ``Timestamp_End``) and, for a change inside a known species, ``change_min_records``
+        of its records since the change; capped in time (an event without
+        ``Timestamp_End``: until nothing more arrives).
         """
         wanted = trigger_time_ms(event)
+        change = self.trainer.change_of(event)
         self.consumer.pause(*self.retrain_parts)
         deadline = time.monotonic() + max_s
         try:
@@ -157,10 +160,22 @@ class TrainerService:
                 # The triggering record is stored: decide now. Waiting for a quiet
                 # moment would wait the whole cap under a steady stream of diffs.
                 have = self.trainer.store.latest(1, wanted)
-                if have and have[0]["Timestamp"] >= wanted - 1:
+                if have and have[0]["Timestamp"] >= wanted - 1 and self._enough_since(change):
                     return
         finally:
             self.consumer.resume(*self.retrain_parts)
+
+    def _enough_since(self, change: tuple[str, int] | None) -> bool:
+        """Whether ``change_min_records`` of a changed species are stored since its change.
+
+        The change rule fires on the third bad record; one more shows whether a good
+        fish follows, i.e. whether it was a burst of outliers.
+        """
+        if change is None:
+            return True
+        species, since = change
+        need = self.settings.change_min_records
+        return len(self.trainer.store.latest(need, None, species, since)) >= need
 
     def poll_once(self, timeout_ms: int = 500) -> None:
         batch = self.consumer.poll(timeout_ms=timeout_ms)

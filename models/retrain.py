@@ -18,6 +18,19 @@ handled like this:
 5. **Gate.** The candidate's leave-one-out error must beat the current model's error
    by ``GATE_MARGIN`` on the records the current model has not trained on.
 
+**A change inside a known species** (an event whose species the current model knows,
+with ``Change_Timestamp``: where the run of bad records began; the change rule fires it,
+the window rule too when a window crosses): the species' records from before the change
+are no evidence for its new behaviour. The trainer waits (briefly) for
+``change_min_records`` of its records since the change, refits only that species' line
+on them, starting from the current one (``refit_species``: a scale, an offset or, with
+more records, own slopes, by leave-one-out), and promotes it only if its leave-one-out
+error beats the current model's on *every* record since the change and on average by
+``GATE_MARGIN``: a burst of outliers among good fish always leaves a good fish that the
+candidate predicts worse. The change is remembered in the manifest (``changes``): from
+then on that species' older records are out of every training set and its refinement
+counts only records since the change.
+
 **Refinement.** A new species caught early is trained on a few records. Once the
 store holds ``refine_min_records`` of a species that had fewer when the current model
 was promoted, the trainer retrains by itself (at most a few attempts, each after more
@@ -35,12 +48,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from fishweight.models.estimator import SpeciesShrinkageRegressor, refit_species
 from fishweight.models.registry import LoadedModel, ModelRegistry, utc_now_iso
 from fishweight.models.store import TrainingStore, open_store
 from fishweight.models.training import (
     fit,
     loo_gate,
     refinement_due,
+    relative_errors,
     select_training_records,
     to_frame,
 )
@@ -56,6 +73,8 @@ REFINE_STEP = 5       # more records of the species before the next attempt
 GATE_MARGIN = 0.05
 ACTIONS = ("promoted", "not_promoted", "skipped_stale", "skipped_too_few", "skipped_duplicate",
            "failed")
+RULES = ("window", "change")  # the job's two retrain rules (sql/25_window.sql)
+CHANGE_WAIT_S = 5.0  # the trainer waits at most this long for change_min_records
 MAX_ID = 2**63 - 1
 
 
@@ -99,9 +118,15 @@ def event_problem(event: Any) -> str | None:
     versions = event.get("ModelVersions")
     if not isinstance(versions, list) or not all(v is None or _is_int(v) for v in versions):
         return f"ModelVersions must be a list of integers, got {versions!r}"[:300]
-    if "Timestamp_End" in event and not (_is_int(event["Timestamp_End"])
-                                         and 0 < event["Timestamp_End"] <= MAX_ID):
-        return f"Timestamp_End must be a positive integer, got {event['Timestamp_End']!r}"[:300]
+    for name in ("Timestamp_End", "Change_Timestamp", "Change_Fish_Id"):
+        if event.get(name) is not None and not (_is_int(event[name])
+                                                and 0 < event[name] <= MAX_ID):
+            return f"{name} must be a positive integer, got {event[name]!r}"[:300]
+    if event.get("Rule", "window") not in RULES:
+        return f"Rule must be one of {', '.join(RULES)}, got {event.get('Rule')!r}"[:300]
+    if event.get("Rule") == "change" and not _is_int(event.get("ModelVersionMax")):
+        return ("a change event needs ModelVersionMax (an integer), got "
+                f"{event.get('ModelVersionMax')!r}")[:300]
     return None
 
 
@@ -126,7 +151,7 @@ class Decision:
     action: str  # one of ACTIONS
     event: dict[str, Any]
     detail: str
-    reason: str = "window"  # window | refinement
+    reason: str = "window"  # window | change | refinement
     version: int | None = None
     current_version: int | None = None
     gate: dict[str, Any] = field(default_factory=dict)
@@ -135,8 +160,14 @@ class Decision:
 
 
 def window_key(event: dict[str, Any]) -> str:
-    """The (window, species) a retrain event belongs to."""
-    return json.dumps([event.get("WindowStart"), sorted(event.get("Species") or [])])
+    """What a retrain event is about: (window, species), or (species, version).
+
+    The change rule fires once per species and serving version.
+    """
+    species = sorted(event.get("Species") or [])
+    if event.get("Rule") == "change":
+        return json.dumps(["change", species, event.get("ModelVersionMax")])
+    return json.dumps([event.get("WindowStart"), species])
 
 
 def window_end_epoch_ms(event: dict[str, Any]) -> int | None:
@@ -159,6 +190,11 @@ def trigger_time_ms(event: dict[str, Any]) -> int | None:
     return window_end_epoch_ms(event)
 
 
+def changes_of(model: LoadedModel) -> dict[str, int]:
+    """Species whose own relation changed -> the Timestamp the change began (manifest)."""
+    return {s: int(t) for s, t in model.manifest.get("changes", {}).items()}
+
+
 def evidence_of(model: LoadedModel) -> dict[str, int]:
     """Records per species the current model was promoted on (see ``refinement_due``)."""
     m = model.manifest
@@ -179,7 +215,7 @@ class Trainer:
         self.stats = TrainerStats()
         self.decisions_path = Path(settings.state_dir) / "trainer-decisions.jsonl"
         self._decided_windows = {window_key(d["event"]) for d in read_decisions(settings)
-                                 if d.get("reason", "window") == "window"}
+                                 if d.get("reason", "window") in ("window", "change")}
         self._refine_tries: dict[tuple[int, str], tuple[int, int]] = {}
 
     def store_diffs(self, records: list[dict[str, Any]]) -> None:
@@ -220,12 +256,37 @@ class Trainer:
                             f"window scored by version(s) {sorted(scored_by)}, "
                             f"version {current.version} is current and had no full window yet",
                             current_version=current.version)
+        change = self.change_of(event, current)
+        if change is not None:
+            return self._adapt(current, *change, event, "change")
         return self._retrain(current, trigger_time_ms(event), event, "window")
+
+    def change_of(self, event: dict[str, Any],
+                  current: LoadedModel | None = None) -> tuple[str, int] | None:
+        """(species, change start) for a change inside a species the model knows.
+
+        None for a new species (or an event without a start): the window path.
+        """
+        species, since = event.get("Species") or [], event.get("Change_Timestamp")
+        current = current or self.registry.load_current()
+        if (len(species) != 1 or not isinstance(since, int)
+                or not isinstance(current.estimator, SpeciesShrinkageRegressor)
+                or not current.estimator.knows(species[0])):
+            return None
+        return species[0], since
+
+    def species_counts(self, current: LoadedModel) -> dict[str, int]:
+        """Stored records per species; for a changed species only those since the change."""
+        counts = self.store.species_counts()
+        for species, since in changes_of(current).items():
+            counts[species] = self.store.species_counts(since_ms=since).get(species, 0)
+        return counts
 
     def refine_if_due(self) -> Decision | None:
         """Retrain by itself when a species has gathered enough records since promotion."""
         current = self.registry.load_current()
-        counts = self.store.species_counts()
+        counts = self.species_counts(current)
+        changes = changes_of(current)
         for species in refinement_due(counts, evidence_of(current),
                                       self.settings.refine_min_records):
             tries, at = self._refine_tries.get((current.version, species), (0, 0))
@@ -234,19 +295,81 @@ class Trainer:
             self._refine_tries[(current.version, species)] = (tries + 1, counts[species])
             self.stats.refinements += 1
             event = {"Species": [species], "Count": counts[species]}
-            decision = self._record(self._retrain(current, None, event, "refinement"))
+            if species in changes:
+                decision = self._adapt(current, species, changes[species], event, "refinement")
+            else:
+                decision = self._retrain(current, None, event, "refinement")
+            decision = self._record(decision)
             log.info("refinement for %s (%d records stored): %s - %s", species,
                      counts[species], decision.action, decision.detail)
             return decision
         return None
 
+    def _adapt(self, current: LoadedModel, species: str, since_ms: int, event: dict[str, Any],
+               reason: str) -> Decision:
+        """Refit one known species on its records since a change (module doc)."""
+        records = self.store.latest(self.settings.retrain_samples, None, species, since_ms)
+        if len(records) < 3:
+            return Decision("skipped_too_few", event,
+                            f"only {len(records)} records of {species} since the change, need 3",
+                            reason=reason, current_version=current.version)
+        frame = to_frame(sorted(records, key=lambda r: (r["Timestamp"], r["Fish_Id"])))
+        candidate, loo, choice = refit_species(current.estimator, species,
+                                               frame[["Species", "Length", "Height"]],
+                                               frame["Weight"])
+        errors = relative_errors(current.estimator, frame)
+        every = bool(np.all(loo < errors))
+        # A refinement only refines: the model it replaces was already judged better than
+        # its own predecessor on these records, so the mean decides.
+        promote = (float(loo.mean()) < float(errors.mean()) * (1.0 - GATE_MARGIN)
+                   and (every or reason == "refinement"))
+        gate = {"candidate_loo": float(loo.mean()), "current": float(errors.mean()),
+                "n": len(frame), "promote": promote, "every_record_better": every,
+                "since_ms": since_ms, "choice": choice}
+        detail = (f"{species} since its change: leave-one-out error {gate['candidate_loo']:.4f} "
+                  f"({choice['kind']}) vs current v{current.version} {gate['current']:.4f} on "
+                  f"{len(frame)} records, better on every record: {every}")
+        in_training = {species: len(frame)}
+        if not promote:
+            return Decision("not_promoted", event, detail, reason=reason,
+                            current_version=current.version, gate=gate,
+                            training_species=in_training)
+        manifest = current.manifest
+        version = self.registry.publish(candidate, expected_current=current.version, metadata={
+            "n_samples": len(frame),
+            "species": sorted(set(manifest.get("species", [])) | {species}),
+            "species_records": in_training,
+            "evidence": {**evidence_of(current), species: len(frame)},
+            "changes": {**changes_of(current), species: since_ms},
+            "model": candidate.describe(),
+            "training_window": self._window(frame),
+            "metrics": {"gate": gate},
+            "trigger": event,
+            "reason": reason,
+        })
+        self._refine_tries.clear()
+        return Decision("promoted", event, detail, reason=reason, version=version,
+                        current_version=current.version, gate=gate,
+                        training_species=in_training)
+
+    @staticmethod
+    def _window(frame) -> dict[str, Any]:
+        """The training window of a manifest: which records a version was trained on."""
+        return {
+            "first_fish_id": int(frame["Fish_Id"].iloc[0]),
+            "last_fish_id": int(frame["Fish_Id"].iloc[-1]),
+            "first_timestamp": int(frame["Timestamp"].min()),
+            "last_timestamp": int(frame["Timestamp"].max()),
+            "fish_ids": [int(i) for i in frame["Fish_Id"]],
+        }
+
     def _retrain(self, current: LoadedModel, before_ms: int | None, event: dict[str, Any],
                  reason: str) -> Decision:
         s = self.settings
+        changes = changes_of(current)
         records = select_training_records(
-            lambda n, before, species: self.store.latest(n, before, species),
-            self.store.species_counts(before_ms), before_ms,
-            s.retrain_samples, s.memory_per_species)
+            self.store.latest, self.store.species_counts(before_ms), before_ms,
+            s.retrain_samples, s.memory_per_species, changes)
         if len(records) < MIN_TRAINING_RECORDS:
             return Decision("skipped_too_few", event,
                             f"only {len(records)} records stored, need {MIN_TRAINING_RECORDS}",
@@ -264,21 +387,16 @@ class Trainer:
             return Decision("not_promoted", event, detail, reason=reason,
                             current_version=current.version, gate=gate,
                             training_species=in_training)
-        stored = self.store.species_counts()
+        stored = self.species_counts(current)
         version = self.registry.publish(candidate, expected_current=current.version, metadata={
             "n_samples": len(frame),
             "species": sorted(in_training),
             "species_records": in_training,
             "evidence": {sp: max(stored.get(sp, 0), in_training.get(sp, 0))
                          for sp in set(stored) | set(in_training)},
+            **({"changes": changes} if changes else {}),
             "model": candidate.describe(),
-            "training_window": {
-                "first_fish_id": int(frame["Fish_Id"].iloc[0]),
-                "last_fish_id": int(frame["Fish_Id"].iloc[-1]),
-                "first_timestamp": int(frame["Timestamp"].min()),
-                "last_timestamp": int(frame["Timestamp"].max()),
-                "fish_ids": [int(i) for i in frame["Fish_Id"]],
-            },
+            "training_window": self._window(frame),
             "metrics": {"gate": gate},
             "trigger": event,
             "reason": reason,

@@ -40,21 +40,35 @@ class TrainingStore(Protocol):
     def append(self, records: Iterable[dict[str, Any]]) -> int:
         """Upsert records; returns how many were given."""
 
-    def latest(self, n: int, before_ms: int | None = None,
-               species: str | None = None) -> list[dict[str, Any]]:
+    def latest(self, n: int, before_ms: int | None = None, species: str | None = None,
+               since_ms: int | None = None) -> list[dict[str, Any]]:
         """The ``n`` newest records by Timestamp, newest first.
 
-        Only records with ``Timestamp < before_ms`` and (when given) of ``species``.
+        Only records with ``since_ms <= Timestamp < before_ms`` (each bound when given)
+        and (when given) of ``species``.
         """
 
-    def species_counts(self, before_ms: int | None = None) -> dict[str, int]:
-        """Stored records per species (only those before ``before_ms``)."""
+    def species_counts(self, before_ms: int | None = None,
+                       since_ms: int | None = None) -> dict[str, int]:
+        """Stored records per species (only those ``since_ms <= Timestamp < before_ms``)."""
 
     def count(self) -> int:
         """How many distinct records are stored."""
 
     def close(self) -> None:
         """Release connections."""
+
+
+def _bounds(since_ms: int | None, before_ms: int | None) -> tuple[int, int]:
+    """(since, before) for SQL: ``since <= timestamp < before``, open ends filled in."""
+    return (0 if since_ms is None else since_ms, 2**63 - 1 if before_ms is None else before_ms)
+
+
+def _time_match(since_ms: int | None, before_ms: int | None) -> dict[str, Any]:
+    """The same bounds as a MongoDB filter on ``Timestamp``."""
+    bounds = {op: value for op, value in (("$gte", since_ms), ("$lt", before_ms))
+              if value is not None}
+    return {"Timestamp": bounds} if bounds else {}
 
 
 def _key(record: dict[str, Any]) -> tuple[int, int]:
@@ -92,24 +106,25 @@ class SqliteStore:
                 "ON CONFLICT (fish_id, timestamp) DO UPDATE SET record = excluded.record", rows)
         return len(rows)
 
-    def latest(self, n: int, before_ms: int | None = None,
-               species: str | None = None) -> list[dict[str, Any]]:
-        before = 2**63 - 1 if before_ms is None else before_ms
+    def latest(self, n: int, before_ms: int | None = None, species: str | None = None,
+               since_ms: int | None = None) -> list[dict[str, Any]]:
+        bounds = _bounds(since_ms, before_ms)
         if species is None:
             cursor = self._db.execute(
-                "SELECT record FROM training_data WHERE timestamp < ?"
-                " ORDER BY timestamp DESC, fish_id DESC LIMIT ?", (before, n))
+                "SELECT record FROM training_data WHERE timestamp >= ? AND timestamp < ?"
+                " ORDER BY timestamp DESC, fish_id DESC LIMIT ?", (*bounds, n))
         else:
             cursor = self._db.execute(
-                "SELECT record FROM training_data"
-                " WHERE json_extract(record, '$.Species') = ? AND timestamp < ?"
-                " ORDER BY timestamp DESC, fish_id DESC LIMIT ?", (species, before, n))
+                "SELECT record FROM training_data WHERE json_extract(record, '$.Species') = ?"
+                " AND timestamp >= ? AND timestamp < ?"
+                " ORDER BY timestamp DESC, fish_id DESC LIMIT ?", (species, *bounds, n))
         return [json.loads(row[0]) for row in cursor]
 
-    def species_counts(self, before_ms: int | None = None) -> dict[str, int]:
+    def species_counts(self, before_ms: int | None = None,
+                       since_ms: int | None = None) -> dict[str, int]:
         cursor = self._db.execute(
             "SELECT json_extract(record, '$.Species'), COUNT(*) FROM training_data"
-            " WHERE timestamp < ? GROUP BY 1", (2**63 - 1 if before_ms is None else before_ms,))
+            " WHERE timestamp >= ? AND timestamp < ? GROUP BY 1", _bounds(since_ms, before_ms))
         return {species: count for species, count in cursor if species is not None}
 
     def count(self) -> int:
@@ -168,9 +183,9 @@ class MongoStore:
             self._with_retries(upsert_all)
         return len(keyed)
 
-    def latest(self, n: int, before_ms: int | None = None,
-               species: str | None = None) -> list[dict[str, Any]]:
-        where: dict[str, Any] = {} if before_ms is None else {"Timestamp": {"$lt": before_ms}}
+    def latest(self, n: int, before_ms: int | None = None, species: str | None = None,
+               since_ms: int | None = None) -> list[dict[str, Any]]:
+        where = _time_match(since_ms, before_ms)
         if species is not None:
             where["Species"] = species
 
@@ -180,8 +195,9 @@ class MongoStore:
             return list(cursor)
         return self._with_retries(query)
 
-    def species_counts(self, before_ms: int | None = None) -> dict[str, int]:
-        match = {} if before_ms is None else {"Timestamp": {"$lt": before_ms}}
+    def species_counts(self, before_ms: int | None = None,
+                       since_ms: int | None = None) -> dict[str, int]:
+        match = _time_match(since_ms, before_ms)
         pipeline = [{"$match": match}, {"$group": {"_id": "$Species", "n": {"$sum": 1}}}]
         rows = self._with_retries(lambda: list(self._collection.aggregate(pipeline)))
         return {row["_id"]: row["n"] for row in rows if row["_id"] is not None}

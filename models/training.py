@@ -55,23 +55,33 @@ def metrics(estimator, frame: pd.DataFrame) -> dict[str, float]:
     }
 
 
-LatestFn = Callable[[int, "int | None", "str | None"], list[dict[str, Any]]]
+LatestFn = Callable[[int, "int | None", "str | None", "int | None"], list[dict[str, Any]]]
 
 
 def select_training_records(latest: LatestFn, species_seen: Iterable[str], before_ms: int,
-                            n_latest: int = 50, memory_k: int = 25) -> list[dict[str, Any]]:
+                            n_latest: int = 50, memory_k: int = 25,
+                            changes: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """The newest ``n_latest`` records before ``before_ms`` plus species memory.
 
-    ``latest(n, before_ms, species)`` returns the ``n`` newest stored records with
-    ``Timestamp < before_ms`` (of ``species`` only, when given), newest first - the
-    store's ``latest`` with an optional species filter. Pass ``before_ms = trigger
+    ``latest(n, before_ms, species, since_ms)`` returns the ``n`` newest stored records
+    with ``since_ms <= Timestamp < before_ms`` (of ``species`` only, when given), newest
+    first - the store's ``latest``. ``changes`` maps a species whose own relation
+    changed to the Timestamp where the change began: its older records describe a fish
+    that no longer comes, so they are left out of both parts (memory must not bring the
+    old behaviour back). Pass ``before_ms = trigger
     Timestamp + 1`` to include the triggering record. Every species in
     ``species_seen`` (all species ever stored) that has fewer than ``memory_k`` records
     among the newest is topped up with its own newest records, so a species that is
     absent from the recent stream is not forgotten and a new species gets at least
     ``memory_k`` records once that many exist. Returned oldest first, without duplicates.
     """
-    chosen = {(r["Fish_Id"], r["Timestamp"]): r for r in latest(n_latest, before_ms, None)}
+    changes = changes or {}
+
+    def current(r: dict[str, Any]) -> bool:
+        return r["Timestamp"] >= changes.get(r["Species"], 0)
+
+    chosen = {(r["Fish_Id"], r["Timestamp"]): r
+              for r in latest(n_latest, before_ms, None, None) if current(r)}
     counts: dict[str, int] = {}
     for r in chosen.values():
         counts[r["Species"]] = counts.get(r["Species"], 0) + 1
@@ -79,7 +89,7 @@ def select_training_records(latest: LatestFn, species_seen: Iterable[str], befor
         have = counts.get(species, 0)
         if have >= memory_k:
             continue
-        for r in latest(memory_k, before_ms, species):
+        for r in latest(memory_k, before_ms, species, changes.get(species)):
             key = (r["Fish_Id"], r["Timestamp"])
             if key not in chosen and have < memory_k:
                 chosen[key] = r

@@ -89,8 +89,9 @@ class ListStore:
     def __init__(self, records):
         self.records = records
 
-    def latest(self, n, before_ms=None, species=None):
+    def latest(self, n, before_ms=None, species=None, since_ms=None):
         rows = [r for r in self.records if (before_ms is None or r["Timestamp"] < before_ms)
+                and (since_ms is None or r["Timestamp"] >= since_ms)
                 and (species is None or r["Species"] == species)]
         return sorted(rows, key=lambda r: -r["Timestamp"])[:n]
 

@@ -1,0 +1,191 @@
+"""A change inside a known species: the refit of its line and the trainer's decisions.
+
+The trainer (``models.retrain.Trainer``) runs without Kafka here: a SQLite store, a real
+model registry with the bootstrap model (100 simulated salmon), and events shaped like
+the job's change rule writes them (``sql/25_window.sql``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fishweight.models.bootstrap import bootstrap_frame, bootstrap_model
+from fishweight.models.estimator import refit_species
+from fishweight.models.retrain import Trainer, event_problem, window_key
+from fishweight.models.training import fit, relative_errors
+from fishweight.runtime.settings import Settings
+
+T0 = 1_700_000_000_000
+
+
+def salmon(n, rng, weight_scale=1.0, length_read=1.0, outliers=()):
+    """n salmon of the tutorial's profile; the machines may read them off (a change)."""
+    length, height = rng.normal(88, 5, n), rng.normal(19, 1, n)
+    weight = weight_scale * (0.05 * length + 0.01 * height) + rng.normal(0, 0.1, n)
+    weight[list(outliers)] *= 1.4  # mis-weighed
+    return pd.DataFrame({"Species": ["salmon"] * n, "Length": np.round(length * length_read, 3),
+                         "Height": np.round(height, 3), "Weight": np.round(weight, 3)})
+
+
+@pytest.mark.parametrize("change", [{"weight_scale": 1.25}, {"weight_scale": 0.8},
+                                    {"length_read": 1.25}, {"length_read": 0.75}])
+def test_refit_from_a_few_records_since_the_change_is_near_the_noise_floor(change):
+    old = fit(bootstrap_frame())
+    ratios = []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        since = salmon(4, rng, **change)
+        new, loo, choice = refit_species(old, "salmon", since, since["Weight"])
+        assert choice["kind"] in ("scale", "offset") and len(loo) == 4
+        test = salmon(300, rng, **change)
+        exact = change.get("weight_scale", 1.0) * (0.05 * test["Length"] / change.get(
+            "length_read", 1.0) + 0.01 * test["Height"])
+        floor = float(np.mean(np.abs(exact - test["Weight"]) / test["Weight"]))
+        assert relative_errors(old, test).mean() > 0.15  # what the trigger saw
+        ratios.append(relative_errors(new, test).mean() / floor)
+    assert np.mean(ratios) < 1.4, ratios
+
+
+def test_with_more_records_the_species_gets_its_own_slopes_and_others_keep_theirs():
+    rng = np.random.default_rng(4)
+    old = fit(pd.concat([salmon(60, rng), _walleye(30, rng)], ignore_index=True))
+    since = salmon(40, rng, length_read=1.3)
+    new, _, choice = refit_species(old, "salmon", since, since["Weight"])
+    assert choice["records"] == 40 and "own slopes 30" in choice["loo_by_kind"]
+    walleye = _walleye(50, rng)
+    assert np.allclose(new.predict(walleye), old.predict(walleye))  # untouched
+    assert new.describe()["adaptations"]["salmon"]["kind"] == choice["kind"]
+
+
+def _walleye(n, rng):
+    length, height = rng.normal(81, 8, n), rng.normal(17, 2, n)
+    weight = 0.02 * length + 0.04 * height + rng.normal(0, 0.1, n)
+    return pd.DataFrame({"Species": ["walleye"] * n, "Length": length, "Height": height,
+                         "Weight": weight})
+
+
+def _diffs(frame, first_id, start_ms, model):
+    predicted = model.predict(frame)
+    return [{"Fish_Id": first_id + i, "Species": row.Species, "Length": row.Length,
+             "Height": row.Height, "PredictedWeight": float(p), "ActualWeight": row.Weight,
+             "Error": round(abs(float(p) - row.Weight) / row.Weight, 3), "ModelTime": "t",
+             "ModelVersion": 1, "Timestamp": start_ms + 2000 * i}
+            for i, (row, p) in enumerate(zip(frame.itertuples(), predicted, strict=True))]
+
+
+def _change_event(records, version=1):
+    bad = [r for r in records if r["Error"] > 0.15]
+    last = records[-1]
+    return {"WindowStart": "2023-11-14T22:13:20", "WindowEnd": "2023-11-14T22:13:30",
+            "Species": ["salmon"], "Fish_Id_Start": records[0]["Fish_Id"],
+            "Fish_Id_End": last["Fish_Id"], "Timestamp_End": last["Timestamp"],
+            "ErrorAvg": 0.2, "Count": len(records), "ModelVersions": [version],
+            "ModelVersionMax": version, "Rule": "change",
+            "Change_Fish_Id": bad[0]["Fish_Id"], "Change_Timestamp": bad[0]["Timestamp"]}
+
+
+@pytest.fixture
+def trainer(tmp_path):
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0)
+    bootstrap_model(settings)
+    return Trainer(settings)
+
+
+def test_a_change_is_learnt_from_its_records_only_and_remembered(trainer):
+    v1 = trainer.registry.load_current()
+    rng = np.random.default_rng(7)
+    before = _diffs(salmon(40, rng), 1, T0, v1.estimator)
+    after = _diffs(salmon(4, rng, weight_scale=1.25), 41, T0 + 80_000, v1.estimator)
+    trainer.store_diffs(before + after)
+    event = _change_event(after[:3])
+    decision = trainer.handle_retrain(event)
+    assert decision.action == "promoted", decision.detail
+    assert decision.reason == "change" and decision.gate["every_record_better"]
+    assert decision.training_species == {"salmon": 4}  # nothing from before the change
+    v2 = trainer.registry.load_current()
+    assert v2.manifest["changes"] == {"salmon": event["Change_Timestamp"]}
+    assert v2.manifest["training_window"]["fish_ids"] == [41, 42, 43, 44]
+    heavier = salmon(200, rng, weight_scale=1.25)
+    assert relative_errors(v2.estimator, heavier).mean() < 0.03
+    # The same species and version again (a replay): decided once.
+    assert trainer.handle_retrain(event).action == "skipped_duplicate"
+    # A window event of the old version: stale.
+    assert trainer.handle_retrain({**event, "Rule": "window"}).action == "skipped_stale"
+    # Species memory leaves the old salmon out when a new species is learnt.
+    trainer.store_diffs(_diffs(salmon(10, rng, weight_scale=1.25), 45, T0 + 88_000,
+                               v2.estimator))
+    walleye = _diffs(_walleye(5, rng), 55, T0 + 108_000, v2.estimator)
+    trainer.store_diffs(walleye)
+    decision = trainer.handle_retrain({**_change_event(walleye, version=2),
+                                       "Species": ["walleye"], "Rule": "window"})
+    assert decision.action == "promoted", decision.detail
+    v3 = trainer.registry.load_current()
+    assert min(v3.manifest["training_window"]["fish_ids"]) >= 41
+    assert v3.manifest["changes"] == v2.manifest["changes"]
+
+
+def test_refinement_after_a_change_counts_only_its_records(trainer):
+    v1 = trainer.registry.load_current()
+    rng = np.random.default_rng(8)
+    trainer.store_diffs(_diffs(salmon(40, rng), 1, T0, v1.estimator))
+    after = _diffs(salmon(4, rng, length_read=1.25), 41, T0 + 80_000, v1.estimator)
+    trainer.store_diffs(after)
+    assert trainer.handle_retrain(_change_event(after[:3])).action == "promoted"
+    v2 = trainer.registry.load_current()
+    assert trainer.species_counts(v2)["salmon"] == 4
+    assert trainer.refine_if_due() is None  # 44 salmon stored, 4 since the change
+    more = salmon(11, rng, length_read=1.25)
+    trainer.store_diffs(_diffs(more, 45, T0 + 88_000, v2.estimator))
+    decision = trainer.refine_if_due()
+    assert decision is not None and decision.reason == "refinement"
+    assert decision.training_species == {"salmon": 15}
+    assert decision.gate["since_ms"] == after[0]["Timestamp"]
+
+
+@pytest.mark.parametrize("outliers", [(0, 1, 2), (0, 2, 3), (0, 1, 3), (0, 2, 4)])
+def test_a_burst_of_outliers_among_good_fish_is_refused(trainer, outliers):
+    """3 % of fish mis-weighed by +40 %: three of them among five fire the change rule.
+    The fish after them is good, so the candidate is worse on it and is refused."""
+    v1 = trainer.registry.load_current()
+    rng = np.random.default_rng(9)
+    trainer.store_diffs(_diffs(salmon(40, rng), 1, T0, v1.estimator))
+    burst = _diffs(salmon(5, rng, outliers=outliers), 41, T0 + 80_000, v1.estimator)
+    trainer.store_diffs(burst)
+    decision = trainer.handle_retrain(_change_event(burst[:max(outliers) + 1]))
+    assert decision.action == "not_promoted", decision.detail
+    assert not decision.gate["every_record_better"]
+    assert trainer.registry.load_current().version == v1.version
+
+
+def test_a_new_species_with_a_change_start_takes_the_window_path(trainer):
+    """The model does not know walleye: the change start is no reason to skip salmon."""
+    v1 = trainer.registry.load_current()
+    rng = np.random.default_rng(10)
+    trainer.store_diffs(_diffs(salmon(40, rng), 1, T0, v1.estimator))
+    walleye = _diffs(_walleye(5, rng), 41, T0 + 80_000, v1.estimator)
+    trainer.store_diffs(walleye)
+    decision = trainer.handle_retrain({**_change_event(walleye), "Species": ["walleye"]})
+    assert decision.action == "promoted", decision.detail
+    assert decision.reason == "window" and decision.training_species["salmon"] >= 40
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"Rule": "season"}, "Rule must be one of window, change"),
+    ({"Change_Timestamp": "yesterday"}, "Change_Timestamp must be a positive integer"),
+    ({"Change_Fish_Id": -3}, "Change_Fish_Id must be a positive integer"),
+    ({"ModelVersionMax": None}, "a change event needs ModelVersionMax"),
+])
+def test_malformed_change_fields_are_refused_with_a_reason(change, problem):
+    event = {**_change_event([{"Fish_Id": 1, "Timestamp": T0, "Error": 0.3}]), **change}
+    assert event_problem(event).startswith(problem)
+    assert event_problem(_change_event([{"Fish_Id": 1, "Timestamp": T0, "Error": 0.3}])) is None
+
+
+def test_change_events_are_keyed_by_species_and_version():
+    event = _change_event([{"Fish_Id": 1, "Timestamp": T0, "Error": 0.3}])
+    assert window_key(event) == window_key({**event, "WindowStart": "other"})
+    assert window_key(event) != window_key({**event, "ModelVersionMax": 2})
+    assert window_key(event) != window_key({**event, "Rule": "window"})
+
