@@ -48,6 +48,7 @@ from pyflink.util.java_utils import load_java_class
 
 from fishweight import sql
 from fishweight.models.registry import ModelError, ModelRegistry
+from fishweight.records import REASON_CLASSES
 from fishweight.runtime.flink_env import create_stream_env, restore_path
 from fishweight.runtime.kafka import KafkaNotConfigured, create_topics, require_kafka
 from fishweight.runtime.settings import Settings
@@ -55,7 +56,6 @@ from fishweight.udfs.metrics import observe_pipeline
 from fishweight.udfs.predict import score_measurement
 from fishweight.udfs.validation import (
     MEASUREMENT_NUMBERS,
-    REASON_CLASSES,
     WEIGHT_NUMBERS,
     Limits,
     clean_shape_pattern,

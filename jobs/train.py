@@ -28,8 +28,8 @@ from fishweight.models.retrain import (
     trigger_time_ms,
 )
 from fishweight.models.store import StoreError
+from fishweight.records import payload_evidence
 from fishweight.runtime.settings import Settings, redact_uri
-from fishweight.udfs.validation import payload_evidence
 
 log = logging.getLogger(__name__)
 

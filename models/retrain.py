@@ -61,6 +61,7 @@ from fishweight.models.training import (
     select_training_records,
     to_frame,
 )
+from fishweight.records import MAX_ID
 from fishweight.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,6 @@ ACTIONS = ("promoted", "not_promoted", "skipped_stale", "skipped_too_few", "skip
            "failed")
 RULES = ("window", "change")  # the job's two retrain rules (sql/25_window.sql)
 CHANGE_WAIT_S = 5.0  # the trainer waits at most this long for change_min_records
-MAX_ID = 2**63 - 1
 
 
 def _is_int(value: Any) -> bool:

@@ -3,7 +3,7 @@
 -- processing time in SQL, so the Python UDF `observe_pipeline` (udfs/metrics.py) gets
 -- a handful of rows per second instead of one per output record. A dead letter is
 -- counted by the class of its reason ({reason_class}: the same prefixes as
--- udfs/validation.py, REASON_CLASSES). The counters therefore trail by up to a second.
+-- fishweight/records.py, REASON_CLASSES). The counters therefore trail by up to a second.
 
 CREATE TEMPORARY VIEW observations AS
 SELECT Kind, Detail, `Value`, PROCTIME() AS proc_time

@@ -4,13 +4,13 @@ import json
 import pandas as pd
 import pytest
 
+from fishweight.records import reason_class
 from fishweight.udfs.validation import (
     MEASUREMENT_NUMBERS,
     Limits,
     check_frame,
     check_measurement,
     check_weight,
-    reason_class,
 )
 
 GOOD_M = {"Species": "salmon", "Fish_Id": 7, "Length": 88.1, "Height": 19.2,

@@ -13,7 +13,7 @@ discarded) adds those counts to counters and a gauge under the metric group
   gauges are integers; -1 until a window closes)
 - ``retrainEvents``: records of ``weight-retrain``
 - ``deadLetters.<reasonClass>``: dead letters by the class of their reason
-  (``udfs.validation.reason_class``), e.g. ``deadLetters.notJson``
+  (``fishweight.records.reason_class``), e.g. ``deadLetters.notJson``
 
 The prediction UDF adds ``predictions``, ``modelVersion``, ``modelSwaps``,
 ``modelRefusals`` and ``predictBatchMs`` in the same group (``udfs/predict.py``).
@@ -25,7 +25,7 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-from fishweight.udfs.validation import REASON_CLASSES
+from fishweight.records import REASON_CLASSES
 
 GROUP = "fishweight"
 

@@ -14,48 +14,19 @@ Fish_Id when that alone is valid (every other field is NULL).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass
 
 import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import udf
 
+from fishweight.records import payload_evidence, record_id
+
 MEASUREMENT_NUMBERS = ("Length", "Height")
 WEIGHT_NUMBERS = ("Weight",)
 REASON_CHARS = 500  # a reason quotes values; keep it readable
-
-# Every dead-letter reason starts with one of these; the class names the metric
-# ``fishweight.deadLetters.<class>`` (udfs/metrics.py). Duplicates come from SQL.
-REASON_CLASSES = (
-    ("empty record", "empty"),
-    ("payload too large", "tooLarge"),
-    ("not UTF-8", "notUtf8"),
-    ("not valid JSON", "notJson"),
-    ("not a JSON object", "notObject"),
-    ("missing field", "missingField"),
-    ("wrong type", "wrongType"),
-    ("Species too long", "speciesTooLong"),
-    ("Species has control characters", "speciesControlChars"),
-    ("out of range", "outOfRange"),
-    ("non-finite number", "nonFinite"),
-    ("non-positive number", "nonPositive"),
-    ("implausible Timestamp", "implausibleTimestamp"),
-    ("duplicate Fish_Id", "duplicateFishId"),
-    ("unexpected", "unexpected"),
-)
-
-
-def reason_class(reason: str | None) -> str:
-    """The metric class of a dead-letter reason (``other`` for one not listed)."""
-    for prefix, name in REASON_CLASSES:
-        if reason is not None and reason.startswith(prefix):
-            return name
-    return "other"
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -81,17 +52,6 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def payload_evidence(raw: bytes | None, chars: int) -> tuple[str | None, int | None, str | None]:
-    """(text cut to ``chars``, size in bytes, SHA-256) of a payload, for a dead letter.
-
-    Bytes that are not UTF-8 are shown as backslash escapes, so the text is always valid.
-    """
-    if raw is None:
-        return None, None, None
-    text = raw[:chars * 4].decode("utf-8", "backslashreplace")[:chars]
-    return text, len(raw), hashlib.sha256(raw).hexdigest()
-
-
 def _empty(numbers: tuple[str, ...]) -> dict:
     out: dict = {"reason": None, "Species": None, "Fish_Id": None, "Timestamp": None}
     out.update(dict.fromkeys(numbers))
@@ -109,33 +69,6 @@ def _as_bytes(payload: bytes | str | None) -> bytes | None:
     if isinstance(payload, bytearray | memoryview):
         return bytes(payload)
     return payload.encode("utf-8", "surrogatepass")
-
-
-_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit would take "²" or "١"
-MAX_ID = 2**63 - 1  # ids and timestamps are BIGINT in the job's tables
-
-
-def record_id(value: object, name: str) -> tuple[int | None, str | None]:
-    """An id field (``Fish_Id``, ``Timestamp``) as an int, or None and the reason.
-
-    A JSON integer or a string of ASCII decimal digits (the tutorial's producers send
-    ``"Fish_Id": "1"``); leading zeros are dropped, so ``"0001"``, ``"1"`` and ``1`` are
-    one id. Anything else (a float such as ``1.0`` or ``1e3``, a sign, whitespace, an
-    empty string, a boolean) is refused: two spellings of one fish must not pass as two.
-    """
-    if isinstance(value, str) and _DIGITS.fullmatch(value):
-        digits = value.lstrip("0") or "0"
-        if len(digits) > len(str(MAX_ID)):  # never convert a huge string
-            return None, (f"out of range: {name} must be positive and below 2**63, got a "
-                          f"{len(digits)}-digit number")
-        value = int(digits)
-    elif isinstance(value, bool) or not isinstance(value, int):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
-        return None, (f"wrong type: {name} must be an integer or a string of decimal "
-                      f"digits, got {shown}")
-    if not 0 < value <= MAX_ID:
-        return None, f"out of range: {name} must be positive and below 2**63, got {value}"
-    return value, None
 
 
 def _check(payload: bytes | str | None, numbers: tuple[str, ...], limits: Limits,

@@ -1,0 +1,78 @@
+"""The records' contract, shared by the job and the trainer; imports no PyFlink.
+
+The trainer (``fishweight.jobs.train``) is a plain Python service: what it shares with
+the job (id bounds, how a dead letter quotes a payload, the dead-letter reason classes)
+lives here, so importing it does not start PyFlink (~1 s and ~100 MB before the first
+record).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit would take "²" or "١"
+MAX_ID = 2**63 - 1  # ids and timestamps are BIGINT in the job's tables
+
+
+def record_id(value: object, name: str) -> tuple[int | None, str | None]:
+    """An id field (``Fish_Id``, ``Timestamp``) as an int, or None and the reason.
+
+    A JSON integer or a string of ASCII decimal digits (the tutorial's producers send
+    ``"Fish_Id": "1"``); leading zeros are dropped, so ``"0001"``, ``"1"`` and ``1`` are
+    one id. Anything else (a float such as ``1.0`` or ``1e3``, a sign, whitespace, an
+    empty string, a boolean) is refused: two spellings of one fish must not pass as two.
+    """
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        digits = value.lstrip("0") or "0"
+        if len(digits) > len(str(MAX_ID)):  # never convert a huge string
+            return None, (f"out of range: {name} must be positive and below 2**63, got a "
+                          f"{len(digits)}-digit number")
+        value = int(digits)
+    elif isinstance(value, bool) or not isinstance(value, int):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        return None, (f"wrong type: {name} must be an integer or a string of decimal "
+                      f"digits, got {shown}")
+    if not 0 < value <= MAX_ID:
+        return None, f"out of range: {name} must be positive and below 2**63, got {value}"
+    return value, None
+
+
+# Every dead-letter reason starts with one of these; the class names the metric
+# ``fishweight.deadLetters.<class>`` (udfs/metrics.py). Duplicates come from SQL.
+REASON_CLASSES = (
+    ("empty record", "empty"),
+    ("payload too large", "tooLarge"),
+    ("not UTF-8", "notUtf8"),
+    ("not valid JSON", "notJson"),
+    ("not a JSON object", "notObject"),
+    ("missing field", "missingField"),
+    ("wrong type", "wrongType"),
+    ("Species too long", "speciesTooLong"),
+    ("Species has control characters", "speciesControlChars"),
+    ("out of range", "outOfRange"),
+    ("non-finite number", "nonFinite"),
+    ("non-positive number", "nonPositive"),
+    ("implausible Timestamp", "implausibleTimestamp"),
+    ("duplicate Fish_Id", "duplicateFishId"),
+    ("unexpected", "unexpected"),
+)
+
+
+def reason_class(reason: str | None) -> str:
+    """The metric class of a dead-letter reason (``other`` for one not listed)."""
+    for prefix, name in REASON_CLASSES:
+        if reason is not None and reason.startswith(prefix):
+            return name
+    return "other"
+
+
+def payload_evidence(raw: bytes | None, chars: int) -> tuple[str | None, int | None, str | None]:
+    """(text cut to ``chars``, size in bytes, SHA-256) of a payload, for a dead letter.
+
+    Bytes that are not UTF-8 are shown as backslash escapes, so the text is always valid.
+    """
+    if raw is None:
+        return None, None, None
+    text = raw[:chars * 4].decode("utf-8", "backslashreplace")[:chars]
+    return text, len(raw), hashlib.sha256(raw).hexdigest()
