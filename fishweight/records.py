@@ -1,15 +1,19 @@
 """The records' contract, shared by the job and the trainer; imports no PyFlink.
 
 The trainer (``fishweight.jobs.train``) is a plain Python service: what it shares with
-the job (id bounds, how a dead letter quotes a payload, the dead-letter reason classes)
-lives here, so importing it does not start PyFlink (~1 s and ~100 MB before the first
+the job (id bounds, how a dead letter quotes a payload, the dead-letter reason classes,
+the checks of the job's records it consumes: ``diff_problem``, ``event_problem``) lives
+here, so importing it does not start PyFlink (~1 s and ~100 MB before the first
 record).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import math
 import re
+from typing import Any
 
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit would take "²" or "١"
 MAX_ID = 2**63 - 1  # ids and timestamps are BIGINT in the job's tables
@@ -76,3 +80,59 @@ def payload_evidence(raw: bytes | None, chars: int) -> tuple[str | None, int | N
         return None, None, None
     text = raw[:chars * 4].decode("utf-8", "backslashreplace")[:chars]
     return text, len(raw), hashlib.sha256(raw).hexdigest()
+
+
+# ---------------------------------------------- what the trainer consumes from the job
+RULES = ("window", "change")  # the job's two retrain rules (sql/25_window.sql)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def diff_problem(record: Any) -> str | None:
+    """Why a weight-diff record cannot be stored for training, or None when it can."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    for name in ("Fish_Id", "Timestamp"):
+        if not _is_int(record.get(name)) or not 0 < record[name] <= MAX_ID:
+            return f"{name} must be an integer in 1..2^63-1, got {record.get(name)!r}"[:300]
+    species = record.get("Species")
+    if not isinstance(species, str) or not species.strip() or len(species) > 200:
+        return f"Species must be a short non-empty string, got {species!r}"[:300]
+    for name in ("Length", "Height", "ActualWeight"):
+        if not _is_number(record.get(name)) or record[name] <= 0:
+            return f"{name} must be a positive finite number, got {record.get(name)!r}"[:300]
+    return None
+
+
+def event_problem(event: Any) -> str | None:
+    """Why a weight-retrain record cannot be acted on, or None when it can."""
+    if not isinstance(event, dict):
+        return f"not a JSON object but {type(event).__name__}"
+    for name in ("WindowStart", "WindowEnd"):
+        try:
+            dt.datetime.fromisoformat(str(event.get(name)).removesuffix("Z"))
+        except ValueError:
+            return f"{name} is not an ISO-8601 time: {event.get(name)!r}"[:300]
+    species = event.get("Species")
+    if not isinstance(species, list) or not all(isinstance(x, str) for x in species):
+        return f"Species must be a list of strings, got {species!r}"[:300]
+    versions = event.get("ModelVersions")
+    if not isinstance(versions, list) or not all(v is None or _is_int(v) for v in versions):
+        return f"ModelVersions must be a list of integers, got {versions!r}"[:300]
+    for name in ("Timestamp_End", "Change_Timestamp", "Change_Fish_Id"):
+        if event.get(name) is not None and not (_is_int(event[name])
+                                                and 0 < event[name] <= MAX_ID):
+            return f"{name} must be a positive integer, got {event[name]!r}"[:300]
+    if event.get("Rule", "window") not in RULES:
+        return f"Rule must be one of {', '.join(RULES)}, got {event.get('Rule')!r}"[:300]
+    if event.get("Rule") == "change" and not _is_int(event.get("ModelVersionMax")):
+        return ("a change event needs ModelVersionMax (an integer), got "
+                f"{event.get('ModelVersionMax')!r}")[:300]
+    return None

@@ -23,12 +23,10 @@ from fishweight.models.retrain import (
     CHANGE_WAIT_S,
     Trainer,
     TrainerStats,
-    diff_problem,
-    event_problem,
     trigger_time_ms,
 )
 from fishweight.models.store import StoreError
-from fishweight.records import payload_evidence
+from fishweight.records import diff_problem, event_problem, payload_evidence
 from fishweight.runtime.settings import Settings, redact_uri
 
 log = logging.getLogger(__name__)

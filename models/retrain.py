@@ -43,7 +43,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,6 @@ from fishweight.models.training import (
     select_training_records,
     to_frame,
 )
-from fishweight.records import MAX_ID
 from fishweight.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,60 +72,7 @@ REFINE_STEP = 5       # more records of the species before the next attempt
 GATE_MARGIN = 0.05
 ACTIONS = ("promoted", "not_promoted", "skipped_stale", "skipped_too_few", "skipped_duplicate",
            "failed")
-RULES = ("window", "change")  # the job's two retrain rules (sql/25_window.sql)
 CHANGE_WAIT_S = 5.0  # the trainer waits at most this long for change_min_records
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def diff_problem(record: Any) -> str | None:
-    """Why a weight-diff record cannot be stored for training, or None when it can."""
-    if not isinstance(record, dict):
-        return f"not a JSON object but {type(record).__name__}"
-    for name in ("Fish_Id", "Timestamp"):
-        if not _is_int(record.get(name)) or not 0 < record[name] <= MAX_ID:
-            return f"{name} must be an integer in 1..2^63-1, got {record.get(name)!r}"[:300]
-    species = record.get("Species")
-    if not isinstance(species, str) or not species.strip() or len(species) > 200:
-        return f"Species must be a short non-empty string, got {species!r}"[:300]
-    for name in ("Length", "Height", "ActualWeight"):
-        if not _is_number(record.get(name)) or record[name] <= 0:
-            return f"{name} must be a positive finite number, got {record.get(name)!r}"[:300]
-    return None
-
-
-def event_problem(event: Any) -> str | None:
-    """Why a weight-retrain record cannot be acted on, or None when it can."""
-    if not isinstance(event, dict):
-        return f"not a JSON object but {type(event).__name__}"
-    for name in ("WindowStart", "WindowEnd"):
-        try:
-            dt.datetime.fromisoformat(str(event.get(name)).removesuffix("Z"))
-        except ValueError:
-            return f"{name} is not an ISO-8601 time: {event.get(name)!r}"[:300]
-    species = event.get("Species")
-    if not isinstance(species, list) or not all(isinstance(x, str) for x in species):
-        return f"Species must be a list of strings, got {species!r}"[:300]
-    versions = event.get("ModelVersions")
-    if not isinstance(versions, list) or not all(v is None or _is_int(v) for v in versions):
-        return f"ModelVersions must be a list of integers, got {versions!r}"[:300]
-    for name in ("Timestamp_End", "Change_Timestamp", "Change_Fish_Id"):
-        if event.get(name) is not None and not (_is_int(event[name])
-                                                and 0 < event[name] <= MAX_ID):
-            return f"{name} must be a positive integer, got {event[name]!r}"[:300]
-    if event.get("Rule", "window") not in RULES:
-        return f"Rule must be one of {', '.join(RULES)}, got {event.get('Rule')!r}"[:300]
-    if event.get("Rule") == "change" and not _is_int(event.get("ModelVersionMax")):
-        return ("a change event needs ModelVersionMax (an integer), got "
-                f"{event.get('ModelVersionMax')!r}")[:300]
-    return None
 
 
 @dataclass
@@ -329,18 +274,28 @@ class Trainer:
         detail = (f"{species} since its change: leave-one-out error {gate['candidate_loo']:.4f} "
                   f"({choice['kind']}) vs current v{current.version} {gate['current']:.4f} on "
                   f"{len(frame)} records, better on every record: {every}")
-        in_training = {species: len(frame)}
-        if not promote:
+        return self._conclude(current, candidate, frame, event, reason, detail, gate,
+                              {species: len(frame)}, {
+                                  "species": sorted(set(current.manifest.get("species", []))
+                                                    | {species}),
+                                  "evidence": {**evidence_of(current), species: len(frame)},
+                                  "changes": {**changes_of(current), species: since_ms}})
+
+    def _conclude(self, current: LoadedModel, candidate, frame, event: dict[str, Any],
+                  reason: str, detail: str, gate: dict[str, Any], in_training: dict[str, int],
+                  manifest: dict[str, Any]) -> Decision:
+        """Publish the candidate if the gate let it through; the decision either way.
+
+        ``manifest`` holds what differs between the paths (species, evidence, changes).
+        """
+        if not gate["promote"]:
             return Decision("not_promoted", event, detail, reason=reason,
                             current_version=current.version, gate=gate,
                             training_species=in_training)
-        manifest = current.manifest
         version = self.registry.publish(candidate, expected_current=current.version, metadata={
             "n_samples": len(frame),
-            "species": sorted(set(manifest.get("species", [])) | {species}),
             "species_records": in_training,
-            "evidence": {**evidence_of(current), species: len(frame)},
-            "changes": {**changes_of(current), species: since_ms},
+            **manifest,
             "model": candidate.describe(),
             "training_window": self._window(frame),
             "metrics": {"gate": gate},
@@ -383,28 +338,13 @@ class Trainer:
         detail = (f"leave-one-out error {gate['candidate_loo']:.4f} vs current "
                   f"v{current.version} {gate['current']:.4f} on {gate['n']} records; "
                   f"trained on {in_training}")
-        if not gate["promote"]:
-            return Decision("not_promoted", event, detail, reason=reason,
-                            current_version=current.version, gate=gate,
-                            training_species=in_training)
         stored = self.species_counts(current)
-        version = self.registry.publish(candidate, expected_current=current.version, metadata={
-            "n_samples": len(frame),
-            "species": sorted(in_training),
-            "species_records": in_training,
-            "evidence": {sp: max(stored.get(sp, 0), in_training.get(sp, 0))
-                         for sp in set(stored) | set(in_training)},
-            **({"changes": changes} if changes else {}),
-            "model": candidate.describe(),
-            "training_window": self._window(frame),
-            "metrics": {"gate": gate},
-            "trigger": event,
-            "reason": reason,
-        })
-        self._refine_tries.clear()
-        return Decision("promoted", event, detail, reason=reason, version=version,
-                        current_version=current.version, gate=gate,
-                        training_species=in_training)
+        return self._conclude(current, candidate, frame, event, reason, detail, gate,
+                              in_training, {
+                                  "species": sorted(in_training),
+                                  "evidence": {sp: max(stored.get(sp, 0), in_training.get(sp, 0))
+                                               for sp in set(stored) | set(in_training)},
+                                  **({"changes": changes} if changes else {})})
 
 
 def read_decisions(settings: Settings) -> list[dict[str, Any]]:

@@ -13,8 +13,9 @@ import pytest
 
 from fishweight.models.bootstrap import bootstrap_frame, bootstrap_model
 from fishweight.models.estimator import refit_species
-from fishweight.models.retrain import Trainer, event_problem, window_key
+from fishweight.models.retrain import Trainer, window_key
 from fishweight.models.training import fit, relative_errors
+from fishweight.records import event_problem
 from fishweight.runtime.settings import Settings
 
 T0 = 1_700_000_000_000
