@@ -210,8 +210,13 @@ def sql_params(settings: Settings) -> dict[str, str]:
         params[f"{name}_shaped"] = "FALSE" if settings.validation == "python" else (
             f"COALESCE(CHAR_LENGTH(text) <= {int(settings.max_payload_bytes)} AND REGEXP(text, "
             f"'{sql_string(clean_shape_pattern(numbers, limits))}'), FALSE)")
-    params["event_time"] = sql.render_expression(sql.EVENT_TIME, params)
+    params["event_time"] = event_time(params, "kafka_time")
     return params
+
+
+def event_time(params: dict[str, str], kafka_time: str) -> str:
+    """The event-time expression of a raw source, over the SQL expression ``kafka_time``."""
+    return sql.render_expression(sql.EVENT_TIME, {**params, "kafka_time": kafka_time})
 
 
 def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
@@ -297,31 +302,11 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
     connectors.create_sources(env, t_env, params)
     sinks = {table: with_options(options)
              for table, options in connectors.sink_options().items()}
-    for statement in sql.render(sql.SINKS, {**params, **sinks}) + sql.render(sql.SCORE, params):
-        t_env.execute_sql(statement)
-
-    # Predicted once, shared by every branch.
-    materialize(t_env, "measurement_scored", "measurement_scored_once")
-    for statement in sql.render(sql.WEIGHTS, params):
-        t_env.execute_sql(statement)
-    # Parsed once: the join and the dead-letter sink read one weight stream.
-    materialize(t_env, "weight_validated", "weight_validated_once")
-    # Each Fish_Id's records counted once, shared by the join and the dead letters.
-    for statement in sql.render(sql.FIRST_SEEN, params):
-        t_env.execute_sql(statement)
-    materialize(t_env, "measurement_outcomes", "measurement_outcomes_once")
-    materialize(t_env, "weight_outcomes", "weight_outcomes_once")
-    for statement in sql.render(sql.JOIN, params):
-        t_env.execute_sql(statement)
-    # Joined once: the diff sink and the window read the same join output and state.
-    materialize(t_env, "diffs", "diffs_once")
-    for statement in sql.render(sql.WINDOW, params):
-        t_env.execute_sql(statement)
-    # Each output computed once, shared by its sink and the metrics stage.
-    for view in ("unmatched", "window_errors", "retrain_events", "dead_letters"):
-        materialize(t_env, view, f"{view}_once", rowtime=False)
-    for statement in sql.render(sql.METRICS, params):
-        t_env.execute_sql(statement)
+    for stage in sql.STAGES:
+        for statement in sql.render(stage.file, {**params, **sinks}):
+            t_env.execute_sql(statement)
+        for m in stage.materialized:
+            materialize(t_env, m.view, m.name, rowtime=m.rowtime)
     statements = t_env.create_statement_set()
     for insert in sql.render(sql.INSERTS, params):
         statements.add_insert_sql(insert)

@@ -16,7 +16,7 @@ from pathlib import Path
 from pyflink.common import Row, Types
 from pyflink.table import Schema
 
-from fishweight.jobs.predict import SINK_TABLES, build_pipeline
+from fishweight.jobs.predict import SINK_TABLES, build_pipeline, event_time
 from fishweight.jobs.report import Observed, RunData
 from fishweight.runtime.settings import Settings
 from tests.pipeline_helpers import Sent
@@ -49,8 +49,8 @@ class InMemoryConnectors:
                       .column("kafka_offset", "BIGINT")
                       .column("kafka_ms", "BIGINT")
                       .column_by_expression("kafka_time", "TO_TIMESTAMP_LTZ(kafka_ms, 3)")
-                      .column_by_expression("event_time", params["event_time"].replace(
-                          "kafka_time", "TO_TIMESTAMP_LTZ(kafka_ms, 3)"))
+                      .column_by_expression("event_time", event_time(
+                          params, "TO_TIMESTAMP_LTZ(kafka_ms, 3)"))
                       .watermark("event_time", "event_time - INTERVAL "
                                  f"'{params['watermark_delay']}' SECOND")
                       .build())
