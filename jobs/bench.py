@@ -44,11 +44,11 @@ from fishweight.jobs.predict import Bounds, build_pipeline
 from fishweight.jobs.train import TrainerService
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.models.registry import ModelRegistry
-from fishweight.runtime.broker import EmbeddedBroker, free_port
-from fishweight.runtime.cluster import rest
+from fishweight.runtime.broker import EmbeddedBroker
 from fishweight.runtime.flink_env import create_stream_env
+from fishweight.runtime.flink_rest import local_url, rest, wait_until_running
 from fishweight.runtime.kafka import create_topics, produce
-from fishweight.runtime.processes import descendants
+from fishweight.runtime.processes import descendants, free_port
 from fishweight.runtime.settings import Settings
 from fishweight.scenarios import load_scenario, sample_species
 from fishweight.udfs.predict import predict_weight
@@ -384,7 +384,7 @@ def bench_profile(settings: Settings, servers: str, config: BenchConfig,
     job = build_pipeline(s, bounds=bounds,
                          flink_options={"rest.flamegraph.enabled": "true"}).execute_async()
     job_id = str(job.get_job_id())
-    _wait_running(port, job_id)
+    wait_until_running(local_url(port), job_id)
     flames: dict[str, dict] = {}
     roots = [os.getpid()] + ([broker_pid] if broker_pid else [])
     cpu_before = _thread_cpu(roots)
@@ -437,7 +437,7 @@ def bench_profile(settings: Settings, servers: str, config: BenchConfig,
 # ---------------------------------------------------------------- latency (c)
 
 def _rest(port: int, path: str):
-    return rest(f"http://127.0.0.1:{port}", path, timeout_s=10)
+    return rest(local_url(port), path, timeout_s=10)
 
 
 class PacedFish:
@@ -585,7 +585,7 @@ def _latency_at(settings: Settings, servers: str, rate: int, seconds: float,
     job = (_passthrough_statements(s, None).execute().get_job_client() if passthrough
            else build_pipeline(s).execute_async())
     job_id = str(job.get_job_id())
-    _wait_running(port, job_id)
+    wait_until_running(local_url(port), job_id)
     consumer = KafkaConsumer(bootstrap_servers=servers, fetch_max_wait_ms=10)
     parts = [TopicPartition(s.topic_prediction, p) for p in range(s.topic_partitions)]
     consumer.assign(parts)
@@ -666,19 +666,6 @@ def _pct(values: list[float], q: float) -> float | None:
 
 # ---------------------------------------------------------------- drift (d)
 
-def _wait_running(port: int, job_id: str, timeout_s: float = 120) -> None:
-    """Until every task of the job runs (its sources are assigned)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            detail = _rest(port, f"/jobs/{job_id}")
-            if all(v["status"] == "RUNNING" for v in detail["vertices"]):
-                return
-        except OSError:
-            pass
-        time.sleep(1)
-
-
 def bench_drift(settings: Settings, servers: str, config: BenchConfig) -> dict:
     """Salmon, then walleye, at a fixed rate through the job and the trainer.
 
@@ -730,7 +717,7 @@ def bench_drift(settings: Settings, servers: str, config: BenchConfig) -> dict:
         t.start()
     producer = KafkaProducer(bootstrap_servers=servers, linger_ms=0)
     try:
-        _wait_running(port, job_id)
+        wait_until_running(local_url(port), job_id)
         paced = PacedFish(producer, s, config.drift_rate)
 
         species_of: dict[int, str] = {}

@@ -15,7 +15,6 @@ import logging
 import sys
 import threading
 import time
-import urllib.request
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,9 @@ from fishweight.jobs.report import Observed, RunData, output_topics, write_repor
 from fishweight.jobs.simulate import SimulationResult, simulate
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.runtime.broker import EmbeddedBroker
-from fishweight.runtime.cluster import port_in_use
+from fishweight.runtime.flink_rest import local_url, wait_until_running
 from fishweight.runtime.kafka import create_topics, wait_until_ready
-from fishweight.runtime.processes import ChildProcess, inherit_env, python_module
+from fishweight.runtime.processes import ChildProcess, inherit_env, port_in_use, python_module
 from fishweight.runtime.settings import Settings
 from fishweight.scenarios import Scenario
 
@@ -105,27 +104,6 @@ class DemoResult:
     simulation: SimulationResult | None
 
 
-def _wait_job_running(port: int, predict: ChildProcess, timeout_s: float = 120) -> str:
-    """Poll the Flink REST API until every task of the job runs; return the job id."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predict.exited() is not None:
-            raise RuntimeError(f"the prediction job exited with code {predict.exited()}; "
-                               f"see {predict.log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/jobs/overview", timeout=2) as r:
-                jobs = json.load(r)["jobs"]
-            for job in jobs:
-                tasks = job["tasks"]
-                if job["state"] == "RUNNING" and tasks["running"] == tasks["total"]:
-                    return job["jid"]
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"the prediction job was not running after {timeout_s}s; "
-                       f"see {predict.log_path}")
-
-
 class StatusLine:
     """One updating line on a terminal; a line every few seconds otherwise."""
 
@@ -188,8 +166,17 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
         if settings.web_ui_port:
             say(f"Flink web UI: http://localhost:{settings.web_ui_port}  (while the job runs)")
         say("starting the prediction job (Flink MiniCluster) ...")
-        job_id = _wait_job_running(settings.web_ui_port, predict) if settings.web_ui_port \
-            else None
+        job_id = None
+        if settings.web_ui_port:
+            def predict_alive() -> None:
+                if predict.exited() is not None:
+                    raise RuntimeError(f"the prediction job exited with code "
+                                       f"{predict.exited()}; see {predict.log_path}")
+            try:
+                job_id = wait_until_running(local_url(settings.web_ui_port),
+                                            alive=predict_alive)
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}; see {predict.log_path}") from exc
         say(f"prediction job {job_id or ''} running; sending {scenario.fish_count} fish at "
             f"{speed}x ({scenario.duration_s / max(speed, 1e-9):.0f} s)")
 

@@ -115,7 +115,7 @@ class KafkaConnectors:
     settings: Settings
     bounds: Bounds | None = None
 
-    def _source(self, topic: str, offsets: dict[int, int] | None) -> dict[str, str]:
+    def source_options(self, topic: str, offsets: dict[int, int] | None) -> dict[str, str]:
         s = self.settings
         options = {
             "connector": "kafka",
@@ -148,9 +148,9 @@ class KafkaConnectors:
         b = self.bounds
         params = {
             **params,
-            "measurement_source": with_options(self._source(
+            "measurement_source": with_options(self.source_options(
                 self.settings.topic_measurement, b.measurement if b else None)),
-            "weight_source": with_options(self._source(
+            "weight_source": with_options(self.source_options(
                 self.settings.topic_weight, b.weight if b else None)),
         }
         for statement in sql.render(sql.SOURCES, params):

@@ -289,11 +289,12 @@ class ModelRegistry:
             if _crash_before_pointer:  # test hook: simulate dying between the two steps
                 raise SystemExit("simulated crash before switching CURRENT")
             if make_current:
-                self._point_to(version)
+                self.point_to(version)
             log.info("published model version %d (%s)", version, artifact)
             return version
 
-    def _point_to(self, version: int) -> None:
+    def point_to(self, version: int) -> None:
+        """Switch CURRENT to ``version`` atomically, unverified (``rollback`` verifies)."""
         _write_atomic(self.root / POINTER, json.dumps({"version": version}).encode())
 
     def rollback(self, version: int | None = None) -> int:
@@ -306,7 +307,7 @@ class ModelRegistry:
                     raise ModelError("no earlier version to roll back to")
                 version = older[-1]
             self.load(version)  # refuses a missing or tampered version
-            self._point_to(version)
+            self.point_to(version)
             log.info("rolled back model from version %s to %d", current, version)
             return version
 

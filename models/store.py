@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fishweight.runtime import require_extra
-from fishweight.runtime.settings import redact_uri as _redact
+from fishweight.runtime.settings import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class MongoStore:
         try:
             self._client.admin.command("ping")
         except pymongo.errors.PyMongoError as exc:
-            raise StoreError(f"cannot reach MongoDB ({_redact(uri)}): {exc}") from exc
+            raise StoreError(f"cannot reach MongoDB ({redact_uri(uri)}): {exc}") from exc
         self._collection = self._client[self.DATABASE][self.COLLECTION]
         self._collection.create_index([("Timestamp", pymongo.DESCENDING)])
         self._collection.create_index([("Fish_Id", 1), ("Timestamp", 1)], unique=True)
@@ -216,4 +216,4 @@ def open_store(uri: str) -> TrainingStore:
     if uri.startswith("sqlite:///"):
         # SQLAlchemy's convention: sqlite:///relative/path, sqlite:////absolute/path
         return SqliteStore(uri.removeprefix("sqlite:///"))
-    raise StoreError(f"unsupported store URI {_redact(uri)!r}: use mongodb://... or sqlite:///path")
+    raise StoreError(f"unsupported store URI {redact_uri(uri)!r}: use mongodb://... or sqlite:///path")

@@ -17,7 +17,7 @@ import pytest
 
 from fishweight.jobs.cli import main
 from fishweight.jobs.demo import run_demo
-from fishweight.runtime.broker import free_port
+from fishweight.runtime.processes import free_port
 from fishweight.scenarios import load_scenario
 from tests.conftest import fresh_settings
 

@@ -17,11 +17,10 @@ import pytest
 
 from fishweight.jobs.predict import build_pipeline
 from fishweight.models.bootstrap import bootstrap_model
-from fishweight.runtime.broker import free_port
-from fishweight.runtime.cluster import rest
-from fishweight.runtime.processes import descendants
+from fishweight.runtime.flink_rest import local_url, rest
+from fishweight.runtime.processes import descendants, free_port
 from tests.conftest import fresh_settings
-from tests.test_hot_swap import Feeder, PredictionReader
+from tests.live_helpers import Feeder, PredictionReader
 
 pytestmark = pytest.mark.slow  # a real broker and MiniCluster
 
@@ -40,7 +39,7 @@ def _python_workers() -> list[int]:
 
 
 def _rest(port: int, path: str):
-    return rest(f"http://127.0.0.1:{port}", path, timeout_s=10)
+    return rest(local_url(port), path, timeout_s=10)
 
 
 def test_killed_python_workers_lose_no_prediction(kafka, tmp_path):

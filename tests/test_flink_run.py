@@ -18,11 +18,11 @@ import pytest
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.models.registry import ModelRegistry
 from fishweight.runtime import cluster
-from fishweight.runtime.broker import free_port
+from fishweight.runtime.flink_rest import all_tasks_running, rest, stop_job
 from fishweight.runtime.kafka import produce, read_topic
-from fishweight.runtime.processes import inherit_env
+from fishweight.runtime.processes import free_port, inherit_env
 from tests.conftest import fresh_settings
-from tests.test_hot_swap import _two_species_model
+from tests.live_helpers import two_species_model
 
 pytestmark = pytest.mark.slow  # a real broker and a Flink cluster
 
@@ -66,7 +66,7 @@ HOSTILE_WEIGHTS = [
 
 
 def _rest(url: str, path: str, **kwargs):
-    return cluster.rest(url, path, **kwargs)
+    return rest(url, path, **kwargs)
 
 
 def _wait(what: str, condition, timeout_s: float, every_s: float = 1.0):
@@ -94,12 +94,6 @@ def _submit(settings, paths) -> str:
     (job_id,) = [line.split()[-1] for line in done.stdout.splitlines()
                  if line.startswith("submitted prediction job")]
     return job_id
-
-
-def _running(url: str, job_id: str) -> bool:
-    job = _rest(url, f"/jobs/{job_id}")
-    return job["state"] == "RUNNING" and all(v["status"] == "RUNNING"
-                                             for v in job["vertices"])
 
 
 def _metrics(url: str, job_id: str) -> dict[str, float]:
@@ -141,7 +135,7 @@ def test_flink_run_on_a_session_cluster(kafka, tmp_path):
     url, paths = started.status.url, started.paths
     try:
         job_id = _submit(settings, paths)
-        _wait("the job's tasks RUNNING", lambda: _running(url, job_id), 120)
+        _wait("the job's tasks RUNNING", lambda: all_tasks_running(url, job_id), 120)
 
         # Hostile input first: the job must keep running, with no restart.
         produce(kafka, settings.topic_measurement, HOSTILE_MEASUREMENTS,
@@ -170,7 +164,7 @@ def test_flink_run_on_a_session_cluster(kafka, tmp_path):
 
         # A model published now is served by the cluster's job.
         registry = ModelRegistry.for_settings(settings)
-        assert registry.publish(_two_species_model(), {"species": ["salmon", "walleye"]}) == 2
+        assert registry.publish(two_species_model(), {"species": ["salmon", "walleye"]}) == 2
         time.sleep(2 * settings.model_poll_s + 1)
         later, _ = _fish(100, 5)
         produce(kafka, settings.topic_measurement, later, keys=[m["Fish_Id"] for m in later])
@@ -198,14 +192,14 @@ def test_flink_run_on_a_session_cluster(kafka, tmp_path):
         assert metrics["modelRefusals"] == 0 and metrics["modelSwaps"] >= 1
         restarts = _rest(url, f"/jobs/{job_id}/metrics?get=numRestarts")
         assert restarts == [{"id": "numRestarts", "value": "0"}], restarts
-        assert _running(url, job_id)
+        assert all_tasks_running(url, job_id)
 
         # Stop with a savepoint, submit again: it resumes from the savepoint.
-        (stopped,) = [cluster._stop_job(url, {"jid": job_id, "state": "RUNNING"},
-                                        settings.resolved_checkpoint_uri + "/savepoints", 120)]
+        (stopped,) = [stop_job(url, {"jid": job_id, "state": "RUNNING"},
+                                settings.resolved_checkpoint_uri + "/savepoints", 120)]
         assert "savepoint" in stopped and "failed" not in stopped, stopped
         resumed = _submit(settings, paths)
-        _wait("the resumed job RUNNING", lambda: _running(url, resumed), 120)
+        _wait("the resumed job RUNNING", lambda: all_tasks_running(url, resumed), 120)
         restored = _rest(url, f"/jobs/{resumed}/checkpoints")["latest"]["restored"]
         assert restored["is_savepoint"] is True, restored
         after, _ = _fish(200, 4)

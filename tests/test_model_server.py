@@ -25,7 +25,7 @@ def test_swaps_on_publish_refuses_corrupt_and_respects_poll(tmp_path):
 
     registry.publish(model, make_current=False)
     registry.artifact_path(3).write_bytes(b"not a model")
-    registry._point_to(3)
+    registry.point_to(3)
     assert server.refresh(t0 + 3.2).version == 2 and server.refusals == 1
     assert server.refresh(t0 + 4.3).version == 2 and server.refusals == 1  # not retried
 
@@ -64,6 +64,6 @@ def test_refuses_unsigned_and_failing_versions_and_starts_on_the_newest_valid(tm
     unsigned = registry.manifest(3)
     del unsigned["signature"]
     registry.manifest_path(3).write_text(json.dumps(unsigned))
-    registry._point_to(3)
+    registry.point_to(3)
     assert server.refresh().version == 1 and server.refusals == 1
     assert manifest == registry.manifest(1)

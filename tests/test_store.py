@@ -8,7 +8,8 @@ pymongo's API. The same MongoStore code talks to a real server in docker/.
 import mongomock
 import pytest
 
-from fishweight.models.store import MongoStore, SqliteStore, StoreError, _redact, open_store
+from fishweight.models.store import MongoStore, SqliteStore, StoreError, open_store
+from fishweight.runtime.settings import redact_uri
 
 
 @pytest.fixture(params=["sqlite", "mongodb-via-mongomock-stand-in"])
@@ -74,7 +75,7 @@ def test_mongo_indexes_exist():
 def test_unsupported_uri_and_redaction():
     with pytest.raises(StoreError, match="unsupported store URI"):
         open_store("postgres://u:pw@db/x")
-    assert _redact("mongodb://user:secret@mongo:27017/admin") == "mongodb://user:***@mongo:27017/admin"
+    assert redact_uri("mongodb://user:secret@mongo:27017/admin") == "mongodb://user:***@mongo:27017/admin"
 
 
 def test_unreachable_mongodb_is_a_clear_error():

@@ -9,20 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from pathlib import Path
 
 from fishweight.runtime import require_extra
 from fishweight.runtime.kafka import wait_until_ready
-from fishweight.runtime.processes import ChildProcess
+from fishweight.runtime.processes import ChildProcess, free_port
 
 log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tansu_binary() -> Path:

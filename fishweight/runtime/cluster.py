@@ -28,17 +28,14 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from fishweight.runtime.broker import free_port
-from fishweight.runtime.processes import inherit_env
+from fishweight.runtime.flink_rest import reachable, rest, stop_job
+from fishweight.runtime.processes import free_port, inherit_env, port_in_use
 from fishweight.runtime.settings import Settings
 
 IDENT = "fishweight"  # FLINK_IDENT_STRING: names the pid and log files
@@ -229,12 +226,6 @@ def wrapper_script(pyflink: Path, paths: ClusterPaths) -> str:
 
 # Processes ----------------------------------------------------------------------------
 
-def port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _cmdline(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
@@ -303,25 +294,6 @@ def _log_tail(paths: ClusterPaths, daemon: str, lines: int = 15) -> str:
     return "\n".join(text)
 
 
-# REST -----------------------------------------------------------------------------------
-
-def rest(url: str, path: str, *, method: str = "GET", body: dict | None = None,
-         timeout_s: float = 5.0) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
-        raw = response.read()
-    return json.loads(raw) if raw else {}
-
-
-def _reachable(url: str) -> dict | None:
-    try:
-        return rest(url, "/overview", timeout_s=2.0)
-    except (OSError, ValueError):
-        return None
-
-
 # Commands -------------------------------------------------------------------------------
 
 @dataclass
@@ -369,7 +341,7 @@ def status(settings: Settings) -> ClusterStatus:
     url = _recorded_url(paths)
     if not jm or url is None:
         return ClusterStatus(False, url, jm, tm)
-    overview = _reachable(url)
+    overview = reachable(url)
     if overview is None:
         return ClusterStatus(False, url, jm, tm)
     try:
@@ -459,7 +431,7 @@ def start(settings: Settings, timeout_s: float = 120.0) -> Started:
         _run_script(pyflink, paths, "taskmanager.sh", "start")
         deadline = time.monotonic() + timeout_s
         while True:
-            overview = _reachable(url)
+            overview = reachable(url)
             if overview and overview.get("taskmanagers", 0) >= 1 \
                     and overview.get("slots-total", 0) >= 1:
                 break
@@ -475,38 +447,6 @@ def start(settings: Settings, timeout_s: float = 120.0) -> Started:
         _stop_daemons(paths)
         raise
     return Started(status(settings), paths, False, time.monotonic() - began)
-
-
-def _stop_job(url: str, job: dict, savepoint_dir: str | None,
-              timeout_s: float) -> str:
-    """Stop one job with a savepoint (or cancel it); a line saying what happened."""
-    jid = job["jid"]
-    if savepoint_dir and job.get("state") == "RUNNING":
-        try:
-            trigger = rest(url, f"/jobs/{jid}/stop", method="POST",
-                           body={"drain": False, "targetDirectory": savepoint_dir})
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                result = rest(url, f"/jobs/{jid}/savepoints/{trigger['request-id']}")
-                if result.get("status", {}).get("id") == "COMPLETED":
-                    operation = result.get("operation", {})
-                    if "location" in operation:
-                        return (f"job {jid} ({job.get('name')}) stopped; savepoint "
-                                f"{operation['location']}")
-                    cause = operation.get("failure-cause", {}).get("stack-trace", "")
-                    reason = cause.splitlines()[0] if cause else "unknown reason"
-                    break
-                time.sleep(0.5)
-            else:
-                reason = f"no savepoint after {timeout_s:.0f}s"
-        except (OSError, ValueError, KeyError) as exc:
-            reason = str(exc)
-        prefix = f"savepoint of job {jid} failed ({reason}); "
-    else:
-        prefix = ""
-    with contextlib.suppress(OSError, ValueError):
-        rest(url, f"/jobs/{jid}?mode=cancel", method="PATCH")
-    return prefix + f"job {jid} ({job.get('name')}) cancelled"
 
 
 def _stop_daemons(paths: ClusterPaths) -> list[int]:
@@ -531,7 +471,7 @@ def stop(settings: Settings, *, savepoint: bool = True,
                   if savepoint else None)
         for job in current.jobs:
             if job.get("state") not in TERMINAL_STATES:
-                messages.append(_stop_job(current.url, job, target, savepoint_timeout_s))
+                messages.append(stop_job(current.url, job, target, savepoint_timeout_s))
     pids = _stop_daemons(paths)
     if pids:
         messages.append(f"Flink cluster stopped (pids {', '.join(map(str, pids))})")
