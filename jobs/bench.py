@@ -1,4 +1,4 @@
-"""``fishweight bench`` (``make bench``): the figures of the README's Performance section.
+"""``fishweight bench`` (``make bench``): the figures of docs/performance.md.
 
 Everything runs on this machine, in one run, on the embedded broker, so each headline
 is a ratio or a percentile of figures measured side by side:

@@ -4,8 +4,8 @@
 -- so each measurement is predicted once and the error is computed against the very
 -- prediction that was published.
 --
--- The SQL fast path (setting `validation = sql-fast-path`; off by default, see the
--- README's Performance section for when it pays): a record in the producers' shape
+-- The SQL fast path (setting `validation = sql-fast-path`; off by default, see
+-- docs/performance.md for when it pays): a record in the producers' shape
 -- (udfs/validation.py, clean_shape_pattern: exactly the five fields, plain numbers,
 -- printable ASCII) whose values pass the limits is validated here, in SQL, and
 -- reaches Python as typed fields, without its payload. Every other record, valid or

@@ -54,7 +54,7 @@ def flink_config(settings: Settings, *, local: bool,
         "parallelism.default": str(settings.parallelism),
         # Chained operators hand rows on instead of copying each one (the table runtime
         # copies where it keeps a row; so do the Python operators): 12 % less time on a
-        # backlog in the bench (README, Performance).
+        # backlog in the bench (docs/performance.md).
         "pipeline.object-reuse": "true",
         # Latency: a record crosses several exchanges between tasks (keyed by Fish_Id,
         # the joins); each holds a partly filled buffer up to this long.

@@ -1,8 +1,8 @@
 """One frozen settings object for every fishweight process.
 
 Resolution order for each field: explicit argument > environment variable > default.
-The environment variable names live here and only here (see ``ENV``); the README
-table is generated from the same data (``python -m fishweight.runtime.settings --markdown``).
+The environment variable names live here and only here (see ``ENV``); the table in
+docs/settings.md is generated from the same data (``python -m fishweight.runtime.settings``).
 """
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ class Settings:
         metadata={"env": "FISHWEIGHT_VALIDATION",
                   "doc": "`python`: the UDFs check every record; `sql-fast-path`: records in "
                          "the producers' shape are checked in SQL, the rest in Python (faster "
-                         "only where the JVM has CPU to spare: README, Performance)"},
+                         "only where the JVM has CPU to spare: docs/performance.md)"},
     )
     bundle_size: int = field(
         default=1000,
@@ -459,7 +459,7 @@ def _coerce(f: dataclasses.Field, raw: object) -> object:
 
 
 def markdown_table() -> str:
-    """The settings table for the README, generated from the dataclass."""
+    """The settings table of docs/settings.md, generated from the dataclass."""
     rows = ["| Setting | Environment variable | Default | Meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(Settings):
         shown = f"`{f.default}`" if f.default != "" else "(empty)"
