@@ -51,7 +51,7 @@ from fishweight.runtime.kafka import create_topics, produce
 from fishweight.runtime.processes import descendants, free_port
 from fishweight.runtime.settings import Settings
 from fishweight.scenarios import load_scenario, sample_species
-from fishweight.udfs.predict import predict_weight
+from fishweight.udfs.scoring import predict_weight
 
 log = logging.getLogger("fishweight.bench")
 

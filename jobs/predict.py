@@ -53,7 +53,7 @@ from fishweight.runtime.flink_env import create_stream_env, restore_path
 from fishweight.runtime.kafka import KafkaNotConfigured, create_topics, require_kafka
 from fishweight.runtime.settings import Settings
 from fishweight.udfs.metrics import observe_pipeline
-from fishweight.udfs.predict import score_measurement
+from fishweight.udfs.scoring import score_measurement
 from fishweight.udfs.validation import (
     MEASUREMENT_NUMBERS,
     WEIGHT_NUMBERS,

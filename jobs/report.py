@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fishweight.models.decisions import ACTIONS
 from fishweight.models.registry import ModelRegistry
-from fishweight.models.retrain import ACTIONS
 from fishweight.runtime import require_extra
 from fishweight.runtime.settings import Settings
 from fishweight.scenarios import Scenario
@@ -104,7 +104,7 @@ class RunData:
         return data
 
     def attach_state(self, settings: Settings) -> None:
-        from fishweight.models.retrain import read_decisions
+        from fishweight.models.decisions import read_decisions
 
         self.decisions = read_decisions(settings)
         registry = ModelRegistry.for_settings(settings)

@@ -1,8 +1,8 @@
-"""``fishweight train``: the trainer service, the Kafka loop around ``models.retrain``.
+"""``fishweight train``: the trainer service, the Kafka loop around ``models.decisions``.
 
 Consumes ``weight-diff`` (every joined record goes into the training store) and
 ``weight-retrain`` (the window trigger) and hands each retrain event to
-``fishweight.models.retrain.Trainer``, which decides what to train on, gates the
+``fishweight.models.decisions.Trainer``, which decides what to train on, gates the
 candidate (leave-one-out against the current model) and publishes it.
 
 Offsets are committed only after the records are stored or the event is fully
@@ -19,7 +19,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
-from fishweight.models.retrain import (
+from fishweight.models.decisions import (
     CHANGE_WAIT_S,
     Trainer,
     TrainerStats,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from fishweight.models.policy import fit, metrics
 from fishweight.models.registry import ModelRegistry
-from fishweight.models.training import fit, metrics
 from fishweight.runtime.settings import Settings
 from fishweight.scenarios import load_scenario, sample_species
 

@@ -1,5 +1,5 @@
 -- Validate every measurement and predict the valid ones, in one Python stage
--- (`score_measurement`, udfs/predict.py). The job materializes `measurement_scored`
+-- (`score_measurement`, udfs/scoring.py). The job materializes `measurement_scored`
 -- exactly once (see jobs/predict.py) before the prediction sink and the join use it,
 -- so each measurement is predicted once and the error is computed against the very
 -- prediction that was published.

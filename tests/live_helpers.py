@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from fishweight.models.training import fit
+from fishweight.models.policy import fit
 from fishweight.scenarios import load_scenario, sample_species
 
 

@@ -1,6 +1,6 @@
 """A change inside a known species: the refit of its line and the trainer's decisions.
 
-The trainer (``models.retrain.Trainer``) runs without Kafka here: a SQLite store, a real
+The trainer (``models.decisions.Trainer``) runs without Kafka here: a SQLite store, a real
 model registry with the bootstrap model (100 simulated salmon), and events shaped like
 the job's change rule writes them (``sql/25_window.sql``).
 """
@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from fishweight.models.bootstrap import bootstrap_frame, bootstrap_model
+from fishweight.models.decisions import Trainer, window_key
 from fishweight.models.estimator import refit_species
-from fishweight.models.retrain import Trainer, window_key
-from fishweight.models.training import fit, relative_errors
+from fishweight.models.policy import fit, relative_errors
 from fishweight.records import event_problem
 from fishweight.runtime.settings import Settings
 

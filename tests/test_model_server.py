@@ -6,9 +6,9 @@ import time
 import pandas as pd
 
 from fishweight.models.bootstrap import bootstrap_frame
+from fishweight.models.policy import fit
 from fishweight.models.registry import ModelRegistry
-from fishweight.models.training import fit
-from fishweight.udfs.predict import ModelServer
+from fishweight.udfs.scoring import ModelServer
 
 
 def test_swaps_on_publish_refuses_corrupt_and_respects_poll(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from fishweight.models.bootstrap import bootstrap_frame
+from fishweight.models.decisions import GATE_MARGIN
 from fishweight.models.estimator import make_estimator
-from fishweight.models.retrain import GATE_MARGIN
-from fishweight.models.training import (
+from fishweight.models.policy import (
     fit,
     loo_gate,
     metrics,

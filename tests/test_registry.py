@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from fishweight.models.bootstrap import bootstrap_frame
+from fishweight.models.policy import fit
 from fishweight.models.registry import ModelError, ModelRegistry, create_key
-from fishweight.models.training import fit
 
 
 @pytest.fixture

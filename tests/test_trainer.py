@@ -12,8 +12,8 @@ import pytest
 
 from fishweight.jobs.train import TrainerService
 from fishweight.models.bootstrap import bootstrap_model
+from fishweight.models.decisions import Trainer, read_decisions
 from fishweight.models.registry import ModelError, ModelRegistry
-from fishweight.models.retrain import Trainer, read_decisions
 from fishweight.models.store import StoreError, open_store
 from fishweight.runtime.kafka import produce
 from fishweight.scenarios import load_scenario, sample_species

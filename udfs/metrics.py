@@ -16,7 +16,7 @@ discarded) adds those counts to counters and a gauge under the metric group
   (``fishweight.records.reason_class``), e.g. ``deadLetters.notJson``
 
 The prediction UDF adds ``predictions``, ``modelVersion``, ``modelSwaps``,
-``modelRefusals`` and ``predictBatchMs`` in the same group (``udfs/predict.py``).
+``modelRefusals`` and ``predictBatchMs`` in the same group (``udfs/scoring.py``).
 """
 
 from __future__ import annotations

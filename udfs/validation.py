@@ -5,7 +5,7 @@ functions (unit-testable) that never raise: a payload that is too large, not UTF
 not JSON (including nesting too deep to parse and integers too long to convert), of
 the wrong shape, or outside the plausible ranges gets a reason, and so does anything
 unexpected (the exception's class and message). ``check_frame`` applies them to a
-batch; ``parse_weight`` and ``score_measurement`` (udfs/predict.py, which also
+batch; ``parse_weight`` and ``score_measurement`` (udfs/scoring.py, which also
 predicts) wrap that as vectorized Flink UDFs returning a ROW whose ``reason``
 is NULL for a valid record; a rejected record also carries what its dead letter
 needs: the payload as text cut to a limit, its size and its SHA-256, and its

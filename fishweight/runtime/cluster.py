@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from fishweight.runtime.flink_rest import reachable, rest, stop_job
 from fishweight.runtime.processes import free_port, inherit_env, port_in_use
 from fishweight.runtime.settings import Settings
@@ -117,29 +119,24 @@ class ClusterPaths:
 # Pure configuration ------------------------------------------------------------------
 
 def flatten_yaml(text: str) -> dict[str, str]:
-    """Flatten the simple nested ``key: value`` YAML of Flink's default config.yaml.
+    """Flink's nested config.yaml as flat keys: ``{"jobmanager.rpc.port": "6123", ...}``.
 
-    Enough for the file PyFlink ships (mappings of scalars, comments, blank lines),
-    without a YAML library: ``{"jobmanager.rpc.port": "6123", ...}``.
+    Values as Flink writes them: booleans lower-case, lists ``;``-separated.
     """
     out: dict[str, str] = {}
-    stack: list[tuple[int, str]] = []  # (indent, key) of the open mappings
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#") or ":" not in stripped:
-            continue
-        indent = len(raw) - len(raw.lstrip(" "))
-        key, _, value = stripped.partition(":")
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        full = ".".join([k for _, k in stack] + [key.strip()])
-        value = value.strip()
-        if value:
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-                value = value[1:-1]
-            out[full] = value
-        else:
-            stack.append((indent, key.strip()))
+
+    def walk(prefix: str, node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        elif isinstance(node, bool):
+            out[prefix] = "true" if node else "false"
+        elif isinstance(node, list):
+            out[prefix] = ";".join(str(v) for v in node)
+        elif node is not None:
+            out[prefix] = str(node)
+
+    walk("", yaml.safe_load(text) or {})
     return out
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fishweight.models.bootstrap import bootstrap_frame
-from fishweight.models.training import fit
+from fishweight.models.policy import fit
 from fishweight.scenarios import load_scenario, sample_species
 
 THRESHOLD = 0.15

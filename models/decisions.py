@@ -50,9 +50,7 @@ from typing import Any
 import numpy as np
 
 from fishweight.models.estimator import SpeciesShrinkageRegressor, refit_species
-from fishweight.models.registry import LoadedModel, ModelRegistry, utc_now_iso
-from fishweight.models.store import TrainingStore, open_store
-from fishweight.models.training import (
+from fishweight.models.policy import (
     fit,
     loo_gate,
     refinement_due,
@@ -60,6 +58,8 @@ from fishweight.models.training import (
     select_training_records,
     to_frame,
 )
+from fishweight.models.registry import LoadedModel, ModelRegistry, utc_now_iso
+from fishweight.models.store import TrainingStore, open_store
 from fishweight.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
