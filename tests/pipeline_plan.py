@@ -3,8 +3,7 @@
 Event times are fixed, so joins and windows are deterministic: the bounded sources
 end, the watermark jumps to the end and every window closes. The same plan and the
 same checks run in the fast tier (in-memory sources, ``tests/test_sql.py``) and
-against Kafka (``tests/test_pipeline.py``). Each ``check_*`` takes
-``(settings, model, plan, outputs)``.
+against Kafka (``tests/test_pipeline.py``). Each ``check_*`` takes a ``PlanRun``.
 """
 
 from __future__ import annotations
@@ -13,10 +12,14 @@ import hashlib
 import json
 import math
 from collections import Counter
+from dataclasses import dataclass
 
 import pandas as pd
 import pytest
 
+from fishweight.jobs.report import RunData
+from fishweight.models.registry import LoadedModel
+from fishweight.runtime.settings import Settings
 from tests.pipeline_helpers import Sent
 
 T0 = 1_700_000_040_000  # a whole minute, so window k is [T0 + 60k s, T0 + 60(k+1) s)
@@ -89,6 +92,16 @@ class Plan:
         target = self.measurements if topic_kind == "m" else self.weights
         target.append(Sent(payload, kafka_ms, key=key))
         (self.bad_measurements if topic_kind == "m" else self.bad_weights)[payload] = reason
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    """The plan run through the job: its settings, the serving model, what it made."""
+
+    settings: Settings
+    model: LoadedModel
+    plan: Plan
+    out: RunData
 
 
 def build_plan(estimator) -> Plan:
@@ -188,7 +201,7 @@ def build_plan(estimator) -> Plan:
 
 
 def check_predictions_match_the_model(run):
-    _, model, plan, out = run
+    model, plan, out = run.model, run.plan, run.out
     by_id = Counter(p["Fish_Id"] for p in out.values("predictions"))
     duplicated = {i for _, i in plan.duplicates}
     assert set(by_id) == set(plan.predicted) | duplicated
@@ -204,7 +217,7 @@ def check_predictions_match_the_model(run):
 
 
 def check_join_yields_one_diff_per_fish_within_the_bound(run):
-    _, _, plan, out = run
+    plan, out = run.plan, run.out
     ids = Counter(d["Fish_Id"] for d in out.values("diffs"))
     duplicated = {i for _, i in plan.duplicates}
     assert set(ids) == set(plan.expected_error) | duplicated, set(ids) ^ set(
@@ -237,7 +250,7 @@ def check_retrain_fires_early_once_per_drifting_window(run):
     exactly min_window_count records, window 4 fires before its last record, window 5
     (one noisy fish) never fires.
     """
-    settings, _, plan, out = run
+    settings, plan, out = run.settings, run.plan, run.out
     window_events = [e for e in out.values("retrains") if e["Rule"] == "window"]
     events = {_key(e): e for e in window_events}
     assert len(events) == len(window_events), "two retrain events for one window"
@@ -275,7 +288,7 @@ def check_change_rule_fires_once_per_species_and_version(run):
     model version: walleye in window 1, salmon in window 1 or (another arrival order at
     parallelism 2) in window 4; the version then had its event. With the records the
     rule looked at."""
-    settings, _, _, out = run
+    settings, out = run.settings, run.out
     changes = [e for e in out.values("retrains") if e["Rule"] == "change"]
     assert sorted(e["Species"] for e in changes) == [["salmon"], ["walleye"]], changes
     observed = {d["Fish_Id"]: d for d in out.values("diffs")}
@@ -295,7 +308,7 @@ def check_change_rule_fires_once_per_species_and_version(run):
 
 
 def check_every_window_is_reported_once_with_final_figures(run):
-    settings, _, plan, out = run
+    settings, plan, out = run.settings, run.plan, run.out
     counts = Counter(_key(w) for w in out.values("windows"))
     assert set(counts.values()) == {1}
     observed = {d["Fish_Id"]: d for d in out.values("diffs")}
@@ -318,7 +331,7 @@ def check_every_window_is_reported_once_with_final_figures(run):
 
 
 def check_bad_input_is_dead_lettered_with_its_reason(run):
-    settings, _, plan, out = run
+    settings, plan, out = run.settings, run.plan, run.out
     expected = [(settings.topic_measurement, p, r) for p, r in plan.bad_measurements.items()]
     expected += [(settings.topic_weight, p, r) for p, r in plan.bad_weights.items()]
     letters = [d for d in out.values("dead_letters") if "duplicate" not in d["Reason"]]
@@ -336,7 +349,7 @@ def check_bad_input_is_dead_lettered_with_its_reason(run):
 
 def check_a_repeated_fish_id_is_one_fish(run):
     """The first measurement and the first weight of a Fish_Id are the fish's."""
-    settings, _, plan, out = run
+    settings, plan, out = run.settings, run.plan, run.out
     topics = {"m": settings.topic_measurement, "w": settings.topic_weight}
     duplicates = sorted((d["SourceTopic"], d["Fish_Id"]) for d in out.values("dead_letters")
                         if d["Reason"].startswith("duplicate Fish_Id"))
@@ -363,7 +376,7 @@ def check_a_repeated_fish_id_is_one_fish(run):
 
 
 def check_every_input_record_is_accounted_for(run):
-    settings, _, plan, out = run
+    settings, plan, out = run.settings, run.plan, run.out
     dead_m = out.dead_letters_from(settings.topic_measurement)
     dead_w = out.dead_letters_from(settings.topic_weight)
     assert len(out.values("predictions")) + dead_m == len(plan.measurements)

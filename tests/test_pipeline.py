@@ -11,7 +11,7 @@ from fishweight.models.bootstrap import bootstrap_model
 from fishweight.models.registry import ModelRegistry
 from tests.conftest import fresh_settings
 from tests.pipeline_helpers import Sent, run_bounded
-from tests.pipeline_plan import CHECKS, build_plan
+from tests.pipeline_plan import CHECKS, PlanRun, build_plan
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ def run(kafka, tmp_path_factory):
     model = ModelRegistry.for_settings(settings).load_current()
     plan = build_plan(model.estimator)
     outputs = run_bounded(settings, plan.measurements, plan.weights)
-    return settings, model, plan, outputs
+    return PlanRun(settings, model, plan, outputs)
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))

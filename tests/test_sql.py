@@ -10,7 +10,7 @@ from fishweight.jobs.predict import build_pipeline
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.models.registry import ModelRegistry
 from fishweight.runtime.settings import Settings
-from tests.pipeline_plan import CHECKS, build_plan
+from tests.pipeline_plan import CHECKS, PlanRun, build_plan
 from tests.sql_harness import run_in_memory
 
 
@@ -25,7 +25,7 @@ def run(tmp_path_factory):
     model = ModelRegistry.for_settings(settings).load_current()
     plan = build_plan(model.estimator)
     outputs = run_in_memory(settings, plan.measurements, plan.weights, state / "outputs")
-    return settings, model, plan, outputs
+    return PlanRun(settings, model, plan, outputs)
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))

@@ -3,6 +3,9 @@
 Resolution order for each field: explicit argument > environment variable > default.
 The environment variable names live here and only here (see ``ENV``); the table in
 docs/settings.md is generated from the same data (``python -m fishweight.runtime.settings``).
+
+Longer than most modules on purpose: every setting is declared once, with its variable,
+default and documentation, and the checks that span settings sit beside them.
 """
 
 from __future__ import annotations
