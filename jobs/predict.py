@@ -39,7 +39,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
 
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
@@ -47,176 +46,17 @@ from pyflink.table import Schema, StatementSet, StreamTableEnvironment
 from pyflink.util.java_utils import load_java_class
 
 from fishweight import sql
+from fishweight.jobs.connectors import Bounds, Connectors, KafkaConnectors
 from fishweight.models.registry import ModelError, ModelRegistry
-from fishweight.records import REASON_CLASSES
 from fishweight.runtime.flink_env import create_stream_env, restore_path
 from fishweight.runtime.kafka import KafkaNotConfigured, create_topics, require_kafka
 from fishweight.runtime.settings import Settings
+from fishweight.sql.params import sql_params, with_options
 from fishweight.udfs.metrics import observe_pipeline
 from fishweight.udfs.scoring import score_measurement
-from fishweight.udfs.validation import (
-    MEASUREMENT_NUMBERS,
-    WEIGHT_NUMBERS,
-    Limits,
-    clean_shape_pattern,
-    parse_weight,
-)
+from fishweight.udfs.validation import Limits, parse_weight
 
 log = logging.getLogger(__name__)
-
-SINK_TABLES = ("prediction_sink", "diff_sink", "window_sink", "retrain_sink",
-               "unmatched_sink", "dead_letter_sink")
-
-
-def _seconds(value: float) -> str:
-    """A seconds literal for INTERVAL '...' SECOND: whole or with milliseconds."""
-    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
-
-
-def sql_string(value: object) -> str:
-    """A value as the inside of a SQL string literal (quotes doubled)."""
-    return str(value).replace("'", "''")
-
-
-def with_options(options: dict[str, str]) -> str:
-    """The body of a WITH (...) clause, every key and value escaped."""
-    return ",\n    ".join(f"'{sql_string(k)}' = '{sql_string(v)}'" for k, v in options.items())
-
-
-class Connectors(Protocol):
-    """Where the job reads and writes: the only part that differs between Kafka and tests.
-
-    ``create_sources`` registers ``measurement_raw`` and ``weight_raw`` with the
-    columns of ``sql/01_sources.sql`` (payload, kafka_partition, kafka_offset,
-    kafka_time, event_time with a watermark); ``sink_options`` gives the WITH options
-    of each table in ``SINK_TABLES``.
-    """
-
-    def create_sources(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment,
-                       params: dict[str, str]) -> None:
-        """Register the two raw input tables."""
-
-    def sink_options(self) -> dict[str, dict[str, str]]:
-        """Sink table name -> its connector options."""
-
-
-@dataclass
-class Bounds:
-    """End offsets per partition for a bounded (test or backfill) read of the inputs."""
-
-    measurement: dict[int, int]
-    weight: dict[int, int]
-
-
-@dataclass
-class KafkaConnectors:
-    """The production connectors: JSON on Kafka topics, named by the settings."""
-
-    settings: Settings
-    bounds: Bounds | None = None
-
-    def source_options(self, topic: str, offsets: dict[int, int] | None) -> dict[str, str]:
-        s = self.settings
-        options = {
-            "connector": "kafka",
-            "topic": topic,
-            "format": "raw",
-            "properties.bootstrap.servers": s.bootstrap_servers,
-            "properties.group.id": f"{s.consumer_group}-predict",
-            # A fetch returns at the latest after this long even with little data (Kafka
-            # answers at once when data is there; Tansu waits the whole time).
-            "properties.fetch.max.wait.ms": "50",
-        }
-        if s.delivery_guarantee == "exactly-once":
-            # Transactional producers upstream: never read an aborted record.
-            options["properties.isolation.level"] = "read_committed"
-        if offsets is None:
-            # Resume from committed offsets (committed on checkpoints); first run: earliest.
-            options["scan.startup.mode"] = "group-offsets"
-            options["properties.auto.offset.reset"] = "earliest"
-        else:
-            options["scan.startup.mode"] = "earliest-offset"
-            options["scan.bounded.mode"] = "specific-offsets"
-            options["scan.bounded.specific-offsets"] = ";".join(
-                f"partition:{p},offset:{o}"
-                for p, o in sorted({**dict.fromkeys(range(s.topic_partitions), 0),
-                                    **offsets}.items()))
-        return options
-
-    def create_sources(self, env: StreamExecutionEnvironment, t_env: StreamTableEnvironment,
-                       params: dict[str, str]) -> None:
-        b = self.bounds
-        params = {
-            **params,
-            "measurement_source": with_options(self.source_options(
-                self.settings.topic_measurement, b.measurement if b else None)),
-            "weight_source": with_options(self.source_options(
-                self.settings.topic_weight, b.weight if b else None)),
-        }
-        for statement in sql.render(sql.SOURCES, params):
-            t_env.execute_sql(statement)
-
-    def sink_options(self) -> dict[str, dict[str, str]]:
-        s = self.settings
-        common = {
-            "connector": "kafka",
-            "format": "json",
-            "json.timestamp-format.standard": "ISO-8601",
-            "properties.bootstrap.servers": s.bootstrap_servers,
-            "sink.delivery-guarantee": s.delivery_guarantee,
-        }
-        topics = dict(zip(SINK_TABLES, (s.topic_prediction, s.topic_diff, s.topic_windows,
-                                        s.topic_retrain, s.topic_unmatched,
-                                        s.topic_dead_letter), strict=True))
-        out = {}
-        for table, topic in topics.items():
-            options = {**common, "topic": topic}
-            if s.delivery_guarantee == "exactly-once":
-                # One transactional id prefix per sink: they must not fence each other.
-                options["sink.transactional-id-prefix"] = f"{s.consumer_group}-{table}"
-                # The connector asks for 1 h; a broker allows 15 min by default.
-                options["properties.transaction.timeout.ms"] = "900000"
-            out[table] = options
-        return out
-
-
-def sql_params(settings: Settings) -> dict[str, str]:
-    """Every tunable placeholder the SQL files use (connector options come separately)."""
-    params = {
-        "topic_measurement": sql_string(settings.topic_measurement),
-        "topic_weight": sql_string(settings.topic_weight),
-        "watermark_delay": _seconds(settings.watermark_delay_s),
-        "max_skew_s": str(int(settings.max_clock_skew_s)),
-        "join_bound": _seconds(settings.join_bound_s),
-        "join_before": _seconds(settings.join_before_s),
-        "window": _seconds(settings.window_s),
-        "window_ms": str(round(settings.window_s * 1000)),
-        "min_count": str(settings.min_window_count),
-        "change_records": str(settings.change_records),
-        "change_preceding": str(settings.change_records - 1),
-        "change_over": str(settings.change_over),
-        "error_threshold": repr(float(settings.error_threshold)),
-        # The SQL fast path of validation (udfs/validation.py, clean_shape_pattern).
-        "max_length": repr(float(settings.max_length)),
-        "max_height": repr(float(settings.max_height)),
-        "max_weight": repr(float(settings.max_weight)),
-    }
-    limits = Limits.from_settings(settings)
-    params["reason_class"] = "CASE " + " ".join(
-        f"WHEN reason LIKE '{sql_string(prefix)}%' THEN '{name}'"
-        for prefix, name in REASON_CLASSES) + " ELSE 'other' END"
-    for name, numbers in (("measurement", MEASUREMENT_NUMBERS), ("weight", WEIGHT_NUMBERS)):
-        # `text` is the payload as a string; FALSE sends every record to Python.
-        params[f"{name}_shaped"] = "FALSE" if settings.validation == "python" else (
-            f"COALESCE(CHAR_LENGTH(text) <= {int(settings.max_payload_bytes)} AND REGEXP(text, "
-            f"'{sql_string(clean_shape_pattern(numbers, limits))}'), FALSE)")
-    params["event_time"] = event_time(params, "kafka_time")
-    return params
-
-
-def event_time(params: dict[str, str], kafka_time: str) -> str:
-    """The event-time expression of a raw source, over the SQL expression ``kafka_time``."""
-    return sql.render_expression(sql.EVENT_TIME, {**params, "kafka_time": kafka_time})
 
 
 def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,

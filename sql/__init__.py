@@ -4,7 +4,7 @@
 order, and which of their views are materialized after each (computed once and shared
 by every reader, see ``fishweight.jobs.predict.materialize``). Python only fills
 ``{placeholders}`` (connector options and tunables, see
-``fishweight.jobs.predict.sql_params``). ``event_time.sql`` is one expression, shared
+``fishweight.sql.params``). ``event_time.sql`` is one expression, shared
 by the Kafka source tables (``01_sources.sql``) and the in-memory sources of the fast
 test tier. Files are read with ``importlib.resources``, so an installed wheel carries
 and finds them.

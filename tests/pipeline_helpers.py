@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fishweight.jobs.predict import Bounds, build_pipeline
+from fishweight.jobs.connectors import Bounds
+from fishweight.jobs.predict import build_pipeline
 from fishweight.jobs.report import RunData
 from fishweight.runtime.kafka import produce
 from fishweight.runtime.settings import Settings

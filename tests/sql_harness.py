@@ -16,9 +16,11 @@ from pathlib import Path
 from pyflink.common import Row, Types
 from pyflink.table import Schema
 
-from fishweight.jobs.predict import SINK_TABLES, build_pipeline, event_time
+from fishweight.jobs.connectors import SINK_TABLES
+from fishweight.jobs.predict import build_pipeline
 from fishweight.jobs.report import Observed, RunData
 from fishweight.runtime.settings import Settings
+from fishweight.sql.params import event_time
 from tests.pipeline_helpers import Sent
 
 # Sink table -> the RunData field its records belong to (same order as the topics).

@@ -80,7 +80,7 @@ def test_nan_from_the_environment_is_refused(monkeypatch):
 
 
 def test_sql_options_are_escaped():
-    from fishweight.jobs.predict import with_options
+    from fishweight.sql.params import with_options
 
     assert with_options({"topic": "it's"}) == "'topic' = 'it''s'"
 
@@ -114,7 +114,7 @@ def test_children_do_not_inherit_pyflinks_process_flags(monkeypatch):
 
 
 def test_exactly_once_uses_transactions_and_reads_committed_records():
-    from fishweight.jobs.predict import KafkaConnectors
+    from fishweight.jobs.connectors import KafkaConnectors
 
     plain = KafkaConnectors(Settings.load())
     assert all(o["sink.delivery-guarantee"] == "at-least-once"

@@ -1,0 +1,74 @@
+"""The placeholders of the job's SQL files, filled from the settings.
+
+``sql_params`` gives every tunable ``{placeholder}`` the files use; the connectors'
+``WITH (...)`` bodies come from ``fishweight.jobs.connectors`` through ``with_options``,
+the one place SQL string literals are escaped.
+"""
+
+from __future__ import annotations
+
+from fishweight import sql
+from fishweight.records import REASON_CLASSES
+from fishweight.runtime.settings import Settings
+from fishweight.udfs.validation import (
+    MEASUREMENT_NUMBERS,
+    WEIGHT_NUMBERS,
+    Limits,
+    clean_shape_pattern,
+)
+
+
+def seconds_literal(value: float) -> str:
+    """A seconds literal for INTERVAL '...' SECOND: whole or with milliseconds."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
+
+
+def sql_string(value: object) -> str:
+    """A value as the inside of a SQL string literal (quotes doubled)."""
+    return str(value).replace("'", "''")
+
+
+def with_options(options: dict[str, str]) -> str:
+    """The body of a WITH (...) clause, every key and value escaped."""
+    return ",\n    ".join(f"'{sql_string(k)}' = '{sql_string(v)}'" for k, v in options.items())
+
+
+def sql_params(settings: Settings) -> dict[str, str]:
+    """Every tunable placeholder the SQL files use (connector options come separately)."""
+    params = {
+        "topic_measurement": sql_string(settings.topic_measurement),
+        "topic_weight": sql_string(settings.topic_weight),
+        "watermark_delay": seconds_literal(settings.watermark_delay_s),
+        "max_skew_s": str(int(settings.max_clock_skew_s)),
+        "join_bound": seconds_literal(settings.join_bound_s),
+        "join_before": seconds_literal(settings.join_before_s),
+        "window": seconds_literal(settings.window_s),
+        "window_ms": str(round(settings.window_s * 1000)),
+        "min_count": str(settings.min_window_count),
+        "change_records": str(settings.change_records),
+        "change_preceding": str(settings.change_records - 1),
+        "change_over": str(settings.change_over),
+        "error_threshold": repr(float(settings.error_threshold)),
+        # The SQL fast path of validation (udfs/validation.py, clean_shape_pattern).
+        "max_length": repr(float(settings.max_length)),
+        "max_height": repr(float(settings.max_height)),
+        "max_weight": repr(float(settings.max_weight)),
+    }
+    limits = Limits.from_settings(settings)
+    params["reason_class"] = "CASE " + " ".join(
+        f"WHEN reason LIKE '{sql_string(prefix)}%' THEN '{name}'"
+        for prefix, name in REASON_CLASSES) + " ELSE 'other' END"
+    for name, numbers in (("measurement", MEASUREMENT_NUMBERS), ("weight", WEIGHT_NUMBERS)):
+        # `text` is the payload as a string; FALSE sends every record to Python.
+        params[f"{name}_shaped"] = "FALSE" if settings.validation == "python" else (
+            f"COALESCE(CHAR_LENGTH(text) <= {int(settings.max_payload_bytes)} AND REGEXP(text, "
+            f"'{sql_string(clean_shape_pattern(numbers, limits))}'), FALSE)")
+    params["event_time"] = event_time(params, "kafka_time")
+    return params
+
+
+def event_time(params: dict[str, str], kafka_time: str) -> str:
+    """The event-time expression of a raw source, over the SQL expression ``kafka_time``."""
+    return sql.render_expression(sql.EVENT_TIME, {**params, "kafka_time": kafka_time})
+
+
