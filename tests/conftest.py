@@ -10,6 +10,7 @@ import pytest
 
 from fishweight.runtime.broker import EmbeddedBroker
 from fishweight.runtime.kafka import create_topics
+from fishweight.runtime.processes import alive
 from fishweight.runtime.settings import Settings
 
 _broker_pids: list[int] = []
@@ -45,19 +46,6 @@ def settings(kafka, tmp_path) -> Settings:
     return fresh_settings(kafka, tmp_path / "state")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); treat it as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 def pytest_collection_modifyitems(config, items):
     """Keep the fast tier fast: a test that needs the broker must be marked slow."""
     unmarked = [item.nodeid for item in items
@@ -70,7 +58,7 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_sessionfinish(session, exitstatus):
     """Fail the run if a broker started by the tests outlived them."""
-    stray = [pid for pid in _broker_pids if _alive(pid)]
+    stray = [pid for pid in _broker_pids if alive(pid)]
     if stray:
         session.exitstatus = 1
         print(f"\nERROR: embedded broker process(es) still running after tests: {stray}")

@@ -17,7 +17,7 @@ import pytest
 
 from fishweight.jobs.cli import main
 from fishweight.jobs.demo import run_demo
-from fishweight.runtime.processes import free_port
+from fishweight.runtime.processes import alive, descendants, free_port
 from fishweight.scenarios import load_scenario
 from tests.conftest import fresh_settings
 
@@ -169,28 +169,6 @@ def test_outliers_in_a_stationary_stream_promote_nothing(kafka, tmp_path):
     print("retrain events:", len(s["retrain_events"]), s["decisions"])
 
 
-def _descendants(pid):
-    out, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as fh:
-                kids = [int(k) for k in fh.read().split()]
-        except OSError:
-            continue
-        out.update(kids)
-        todo.extend(kids)
-    return out
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 def test_ctrl_c_stops_the_demo_and_leaves_no_process(tmp_path):
     """`fishweight demo` on its own embedded broker, interrupted mid-run."""
     import os
@@ -211,17 +189,17 @@ def test_ctrl_c_stops_the_demo_and_leaves_no_process(tmp_path):
     while time.monotonic() < deadline:
         line = demo.stdout.readline()
         lines.append(line)
-        seen |= _descendants(demo.pid)
+        seen |= set(descendants(demo.pid))
         if line.startswith("fish ") and not line.startswith("fish 0/"):
             break
     assert any("Flink web UI" in x for x in lines), "".join(lines)
-    seen |= _descendants(demo.pid)
+    seen |= set(descendants(demo.pid))
     assert len(seen) >= 3, "expected broker, trainer and prediction job processes"
     demo.send_signal(signal.SIGINT)
     rest, _ = demo.communicate(timeout=120)
     assert demo.returncode == 1, rest  # stopped early: says so, still writes a report
     assert "the report covers what ran" in rest
     time.sleep(1)
-    assert not [p for p in seen if _alive(p)], "processes left behind"
+    assert not [p for p in seen if alive(p)], "processes left behind"
     run_dirs = list((tmp_path / "demo").iterdir())
     assert len(run_dirs) == 1 and (run_dirs[0] / "report.md").exists()
