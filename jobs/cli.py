@@ -144,7 +144,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from fishweight.jobs.report import RunData, write_report
+    from fishweight.jobs.report import RunData
+    from fishweight.jobs.report_files import write_report
     from fishweight.scenarios import load_scenario
 
     run_dir = args.run_dir.resolve()
@@ -183,22 +184,23 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from fishweight.jobs import bench
+    from fishweight.jobs.bench import PARTS, BenchConfig, run_bench
+    from fishweight.jobs.bench.output import table, write
 
-    config = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()
+    config = BenchConfig.quick() if args.quick else BenchConfig()
     if args.rates:
         config.rates = tuple(int(r) for r in args.rates.split(","))
     if args.rate_seconds:
         config.rate_seconds = args.rate_seconds
     parts = set(args.parts.split(","))
-    unknown = parts - bench.PARTS
+    unknown = parts - PARTS
     if unknown:
         print(f"fishweight bench: unknown part(s) {sorted(unknown)}; choose from "
-              f"{sorted(bench.PARTS)}", file=sys.stderr)
+              f"{sorted(PARTS)}", file=sys.stderr)
         return 2
-    results = bench.run_bench(settings, config, parts)
-    print(bench.table(results))
-    print(f"results: {bench.write(results, settings)}")
+    results = run_bench(settings, config, parts)
+    print(table(results))
+    print(f"results: {write(results, settings)}")
     return 0
 
 

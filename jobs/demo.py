@@ -22,7 +22,8 @@ from typing import TextIO
 
 from kafka import KafkaConsumer, TopicPartition
 
-from fishweight.jobs.report import Observed, RunData, output_topics, write_report
+from fishweight.jobs.report import Observed, RunData, output_topics
+from fishweight.jobs.report_files import write_report
 from fishweight.jobs.simulate import SimulationResult, simulate
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.runtime.broker import EmbeddedBroker

@@ -1,9 +1,10 @@
-"""The run report: error-over-events chart plus a summary of the closed loop.
+"""The run report's figures: what a closed-loop run did, summarized from its records.
 
 Works from a run directory: ``topics/*.jsonl`` (output topic records as the demo
 observed them, each with its Kafka timestamp), ``simulator.json`` (what was
 produced), ``trainer-decisions.jsonl`` and the model registry. ``fishweight report``
 redraws it from those files, or re-reads the topics from a still-running Kafka.
+``summarize`` computes the figures; ``fishweight.jobs.report_files`` writes them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 from fishweight.models.decisions import ACTIONS
 from fishweight.models.registry import ModelRegistry
-from fishweight.runtime import require_extra
 from fishweight.runtime.settings import Settings
 from fishweight.scenarios import Scenario
 
@@ -326,130 +326,3 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
             if drift_start is not None and i >= drift_start
             and (recovery is None or i < recovery) and d["Error"] > threshold),
     }
-
-
-def draw_chart(data: RunData, summary: dict[str, Any], path: Path) -> None:
-    """Relative error per fish in arrival order, species bands, threshold, markers."""
-    matplotlib = require_extra("matplotlib", "demo")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    diffs = arrival_order(data.diffs)
-    # Bands by profile, so that a changed profile of one species shows as its own band.
-    band_of = {i: _label(p) for p in summary["per_phase"]
-               for i in range(p["first_fish_id"], p["last_fish_id"] + 1)}
-    bands = [band_of.get(d.value["Fish_Id"], d.value["Species"]) for d in diffs]
-    fig, ax = plt.subplots(figsize=(11, 4.8), dpi=110)
-    colors = {}
-    palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
-    start = 0
-    for i in range(1, len(diffs) + 1):
-        if i == len(diffs) or bands[i] != bands[start]:
-            species = bands[start]
-            color = colors.setdefault(species, palette[len(colors) % len(palette)])
-            ax.axvspan(start - 0.5, i - 0.5, color=color, alpha=0.15, lw=0,
-                       label=species if species not in ax.get_legend_handles_labels()[1]
-                       else None)
-            start = i
-    ax.plot(range(len(diffs)), [d.value["Error"] for d in diffs], color="#333333", lw=1,
-            marker="o", ms=2.5, label="relative error")
-    ax.axhline(summary["threshold"], color="#C44E52", ls="--", lw=1,
-               label=f"threshold {summary['threshold']}")
-    actions = [(d["event"], d["action"]) for d in data.decisions]
-    labelled = set()
-    for retrain in sorted(data.retrains, key=lambda r: r.kafka_ms):
-        x = sum(d.kafka_ms <= retrain.kafka_ms for d in diffs) - 0.5
-        action = next((a for e, a in actions if e == retrain.value), "not handled")
-        style = {"promoted": ("#C44E52", "-", "retrain event: new model promoted")}.get(
-            action, ("#999999", "--", f"retrain event: {action.replace('_', ' ')}"))
-        ax.axvline(x, color=style[0], ls=style[1], lw=1.5,
-                   label=None if style[2] in labelled else style[2])
-        labelled.add(style[2])
-    for k, version in enumerate(summary["versions_promoted"]):
-        xs = [i for i, d in enumerate(diffs) if d.value["ModelVersion"] == version["version"]]
-        if xs:
-            ax.axvline(xs[0] - 0.5, color="#55A868", lw=1.5, ls=":",
-                       label="new model serves" if k == 0 else None)
-            ax.text(xs[0], ax.get_ylim()[1] * 0.92, f" v{version['version']}",
-                    color="#2E7D32")
-    ax.set_xlabel("joined fish, in arrival order")
-    ax.set_ylabel("|predicted - actual| / actual")
-    ax.set_title("fishweight: prediction error over events, drift and recovery")
-    ax.set_xlim(-1, max(len(diffs), 1))
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _label(entry: dict[str, Any]) -> str:
-    """``species``, or ``species (profile)`` for a profile not keyed by its species."""
-    profile = entry.get("profile", entry["species"])
-    return entry["species"] if profile == entry["species"] else f"{entry['species']} ({profile})"
-
-
-def write_markdown(summary: dict[str, Any], path: Path, chart_name: str) -> None:
-    c = summary["counts"]
-    lines = [
-        "# fishweight run report", "",
-        f"![error over events]({chart_name})", "",
-        "## Records",
-        f"- measurements produced: {c['measurements_produced']}, weights produced: "
-        f"{c['weights_produced']}",
-        f"- predictions: {c['predictions']}, dead letters: {c['dead_letters']} "
-        f"{c['dead_letters_by_topic'] or ''}",
-        f"- every measurement accounted for (produced = predicted + dead-lettered): "
-        f"{c['accounted']}",
-        f"- every weight accounted for (produced = joined + unmatched + dead-lettered): "
-        f"{c['weights_accounted']} ({c['unmatched_weights']} unmatched weights, "
-        f"{c['unmatched_measurements']} measurements without a weight) "
-        f"{c.get('unmatched_by_reason') or ''}",
-        f"- joined pairs: {c['joined_pairs']}, windows closed: {c['windows_closed']}, "
-        f"retrain events: {c['retrain_events']}", "",
-        "## Drifts: how fast the loop adapted", "",
-        "A drift is each block after the first (a species, or a changed profile of one). "
-        "*Served*: fish of the block before the first one predicted by a model that learnt "
-        "its profile (the newest of its species in training). *Recovery*: from there the "
-        f"rolling mean error of {RECOVERY_ROLL} fish stays below {summary['threshold']}. "
-        "The noise floor is the error of the true weight formula on the same fish.", "",
-        "| block | species (profile) | first fish | fish until served | fish until recovery | "
-        f"fish > {summary['threshold']} until recovery | error after recovery | noise floor "
-        "| ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for k, d in enumerate(summary["drifts"], start=2):
-        lines.append(
-            f"| {k} | {_label(d)} | {d['first_fish_id']} | {d['fish_until_served']} | "
-            f"{d['fish_until_recovery']} | {d['over_threshold_until_recovery']} | "
-            f"{d['mean_error_after_recovery']} | {d['noise_floor']} | "
-            f"{d['error_to_noise_floor']} |")
-    lines += ["", "## Model versions", "",
-              f"- trainer decisions: {summary['decisions']}"]
-    for v in summary["versions_promoted"]:
-        lines.append(
-            f"- v{v['version']} ({v['reason']}), trained on {v['training_species']}; "
-            f"trigger {v['trigger_species']} fish {v['retrain_window'][0]}-"
-            f"{v['retrain_window'][1]}; {v['gate']}; first served fish "
-            f"{v['first_fish_id_served']}, {v['seconds_retrain_event_to_first_prediction']} s "
-            "after the retrain event")
-    lines += ["", "## Mean relative error", "",
-              "| phase | species (profile) | fish | mean | before recovery | after recovery |",
-              "|---|---|---|---|---|---|"]
-    for p in summary["per_phase"]:
-        lines.append(f"| {p['phase']} | {_label(p)} | {p['first_fish_id']}-"
-                     f"{p['last_fish_id']} | {p['mean_error']} | "
-                     f"{p['mean_error_before_recovery']} | {p['mean_error_after_recovery']} |")
-    lines += ["", "Per species: " + ", ".join(
-        f"{s} {e}" for s, e in summary["per_species_mean_error"].items()), ""]
-    path.write_text("\n".join(lines))
-
-
-def write_report(data: RunData, scenario: Scenario, settings: Settings,
-                 run_dir: Path) -> dict[str, Any]:
-    """Write report.png, report.md and summary.json into ``run_dir``; return the summary."""
-    summary = summarize(data, scenario, settings)
-    draw_chart(data, summary, run_dir / "report.png")
-    write_markdown(summary, run_dir / "report.md", "report.png")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
