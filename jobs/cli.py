@@ -183,6 +183,15 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
         return 1
 
 
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from fishweight.jobs.status import job_status, lines
+    from fishweight.runtime.flink_rest import local_url
+
+    status = job_status(settings, args.url or local_url(settings.web_ui_port))
+    print("\n".join(lines(status)), file=sys.stdout if status.running else sys.stderr)
+    return 0 if status.running else 1
+
+
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from fishweight.jobs.bench import PARTS, BenchConfig, run_bench
     from fishweight.jobs.bench.output import table, write
@@ -245,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the prediction job in a local MiniCluster with the web UI")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("status", parents=[parent],
+                       help="the running prediction job: state, records, error per species, "
+                            "model, dead letters, lag (exit code 1 when not running)")
+    p.add_argument("--url", default=None,
+                   help="Flink REST address (default http://127.0.0.1:<web_ui_port>; a "
+                        "session cluster's is in `fishweight cluster status`)")
+    p.set_defaults(func=cmd_status)
+
     p = sub.add_parser("bootstrap-model", parents=[parent],
                        help="train the initial model (100 simulated salmon) and publish it")
     p.add_argument("--scenario", type=Path, default=None,
@@ -304,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     from fishweight.models.store import StoreError
     from fishweight.runtime import MissingExtra
     from fishweight.runtime.kafka import KafkaNotConfigured
+    from fishweight.runtime.processes import PortInUse
     from fishweight.scenarios import ScenarioError
 
     args = build_parser().parse_args(argv)
@@ -315,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args, settings)
-    except (ScenarioError, KafkaNotConfigured, ModelError, StoreError, MissingExtra) as exc:
+    except (ScenarioError, KafkaNotConfigured, ModelError, StoreError, MissingExtra,
+            PortInUse) as exc:
         # Problems the user can fix: say what is wrong and how, without a traceback.
         print(f"fishweight {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -43,13 +43,16 @@ from dataclasses import dataclass
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
 from pyflink.table import Schema, StatementSet, StreamTableEnvironment
+from pyflink.table.expressions import col
 from pyflink.util.java_utils import load_java_class
 
 from fishweight import sql
 from fishweight.jobs.connectors import Bounds, Connectors, KafkaConnectors
+from fishweight.jobs.operator_names import OperatorNames
 from fishweight.models.registry import ModelError, ModelRegistry
 from fishweight.runtime.flink_env import create_stream_env, restore_path
 from fishweight.runtime.kafka import KafkaNotConfigured, create_topics, require_kafka
+from fishweight.runtime.processes import PortInUse, port_in_use
 from fishweight.runtime.settings import Settings
 from fishweight.sql.params import sql_params, with_options
 from fishweight.udfs.metrics import observe_pipeline
@@ -60,26 +63,37 @@ log = logging.getLogger(__name__)
 
 
 def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
-                rowtime: bool = True) -> None:
+                rowtime: bool = True, proctime: bool = False,
+                names: OperatorNames | None = None, label: str | None = None) -> None:
     """Register ``name`` as ``view`` computed once, with its rowtime as ``row_time``.
 
     The DataStream round trip is a boundary the planner cannot see through, so every
     statement reading ``name`` shares one physical stream instead of recomputing it
     (and no Python UDF after it is pushed into the branches before it). A view without
-    a rowtime (``rowtime=False``) keeps its columns as they are.
+    a rowtime (``rowtime=False``) keeps its columns as they are; with ``proctime`` its
+    ``proc_time`` is a processing-time attribute of the new stream.
 
     The stream carries the table runtime's own rows (``RowData``), not ``Row``: PyFlink's
     ``to_data_stream`` converts every field of every record to a Java object and back,
     which the bench's profile showed among the job's hottest frames.
     """
-    j_table = t_env.from_path(view)._j_table
+    table = t_env.from_path(view)
+    if proctime:
+        table = table.drop_columns(col("proc_time"))
+    j_table = table._j_table
     row_data = load_java_class("org.apache.flink.table.data.RowData")
     internal = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(row_data)
     j_stream = t_env._j_tenv.toDataStream(j_table, internal)
+    if names is not None:
+        names.claim(j_stream.getTransformation(), label or view)
     if rowtime:
         j_schema = (Schema.new_builder()
                     .column_by_metadata("row_time", "TIMESTAMP_LTZ(3)", "rowtime")
                     .watermark("row_time", "SOURCE_WATERMARK()")
+                    .build()._j_schema)
+        j_result = t_env._j_tenv.fromDataStream(j_stream, j_schema)
+    elif proctime:
+        j_schema = (Schema.new_builder().column_by_expression("proc_time", "PROCTIME()")
                     .build()._j_schema)
         j_result = t_env._j_tenv.fromDataStream(j_stream, j_schema)
     else:
@@ -92,11 +106,13 @@ class Pipeline:
     env: StreamExecutionEnvironment
     t_env: StreamTableEnvironment
     statements: StatementSet
+    names: OperatorNames
     _attached: bool = False
 
     def _attach(self) -> None:
         if not self._attached:
             self.statements.attach_as_datastream()
+            self.names.claim_sinks(self.env._j_stream_execution_environment)
             self._attached = True
 
     def stream_graph(self) -> list[dict]:
@@ -142,22 +158,32 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
     connectors.create_sources(env, t_env, params)
     sinks = {table: with_options(options)
              for table, options in connectors.sink_options().items()}
+    names = OperatorNames()
     for stage in sql.STAGES:
         for statement in sql.render(stage.file, {**params, **sinks}):
             t_env.execute_sql(statement)
         for m in stage.materialized:
-            materialize(t_env, m.view, m.name, rowtime=m.rowtime)
+            materialize(t_env, m.view, m.name, rowtime=m.rowtime, proctime=m.proctime,
+                        names=names, label=m.label)
     statements = t_env.create_statement_set()
     for insert in sql.render(sql.INSERTS, params):
         statements.add_insert_sql(insert)
-    return Pipeline(env, t_env, statements)
+    return Pipeline(env, t_env, statements, names)
 
 
 def start_job(settings: Settings, *, local: bool):
     """Check Kafka and the model, create missing topics, submit the job; return its client.
 
-    Raises ``KafkaNotConfigured`` or ``ModelError`` with a message naming the fix.
+    Raises ``KafkaNotConfigured``, ``ModelError`` or (local) ``PortInUse`` with a message
+    naming the fix.
     """
+    if local:
+        for name in ("web_ui_port", "metrics_port"):
+            port = getattr(settings, name)
+            if port and port_in_use(port):
+                raise PortInUse(f"{name} {port} is taken (another job or cluster?); choose "
+                                f"another with --{name.replace('_', '-')} or "
+                                f"FISHWEIGHT_{name.upper()} (0 = off)")
     servers = require_kafka(settings, "predict")
     create_topics(servers, settings.all_topics, settings.topic_partitions)
     restore_from = restore_path(settings)

@@ -19,8 +19,10 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
+from fishweight.jobs.trainer_metrics import TrainerMetrics
 from fishweight.models.decisions import (
     CHANGE_WAIT_S,
+    Decision,
     Trainer,
     TrainerStats,
     trigger_time_ms,
@@ -46,7 +48,20 @@ class TrainerService:
     def __init__(self, settings: Settings, trainer: Trainer | None = None) -> None:
         self.settings = settings
         self.trainer = trainer or Trainer(settings)
+        self.metrics = TrainerMetrics()
         self._stop = threading.Event()
+        if settings.trainer_metrics_port:
+            # Before Kafka: a taken port is a clear error at once.
+            self.metrics.serve(settings.trainer_metrics_port, settings.trainer_metrics_host)
+        try:
+            self._connect()
+        except BaseException:
+            self.metrics.close()
+            raise
+        self.metrics.model_version.set(self.trainer.registry.current_version() or 0)
+
+    def _connect(self) -> None:
+        settings = self.settings
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=f"{settings.consumer_group}-trainer",
@@ -87,6 +102,7 @@ class TrainerService:
 
     def _dead_letter(self, message, reason: str) -> None:
         self.trainer.stats.invalid_records += 1
+        self.metrics.dead_letters.inc()
         log.error("unreadable record %s[%d]@%d: %s", message.topic, message.partition,
                   message.offset, reason)
         text, size, sha256 = payload_evidence(message.value,
@@ -109,6 +125,7 @@ class TrainerService:
                 action()
                 return True
             except StoreError as exc:
+                self.metrics.store_errors.inc()
                 log.warning("training store unavailable while %s (%s); retrying in %.1f s",
                             what, exc, delay)
                 if self._stop.wait(delay):
@@ -128,6 +145,7 @@ class TrainerService:
             if not self._retrying(lambda r=records: self.trainer.store_diffs(r),
                                   "storing diffs"):
                 return
+            self.metrics.records_stored.inc(len(records))
             self._commit(tp, messages[-1].offset + 1)
 
     def _catch_up_diffs(self, event: dict, max_s: float = CHANGE_WAIT_S) -> None:
@@ -196,16 +214,24 @@ class TrainerService:
     def _handle(self, event: dict) -> None:
         """Decide on one event; anything but an unavailable store is a ``failed`` decision."""
         self._catch_up_diffs(event)
+        started = time.perf_counter()
         try:
-            self.trainer.handle_retrain(event)
+            decision = self.trainer.handle_retrain(event)
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad event must not stop the trainer
-            self.trainer.fail(event, exc)
+            decision = self.trainer.fail(event, exc)
+        self.metrics.events.inc()
+        self._decided(decision, started)
+
+    def _decided(self, decision: Decision | None, started: float) -> None:
+        if decision is not None:
+            self.metrics.decided(decision, time.perf_counter() - started)
 
     def _refine(self) -> None:
+        started = time.perf_counter()
         try:
-            self.trainer.refine_if_due()
+            self._decided(self.trainer.refine_if_due(), started)
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed refinement must not stop storing
@@ -227,6 +253,7 @@ class TrainerService:
         return self.trainer.stats
 
     def close(self) -> None:
+        self.metrics.close()
         self.consumer.close()
         self.dead_letters.close()
         self.trainer.store.close()

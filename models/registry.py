@@ -158,6 +158,13 @@ class ModelRegistry:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{self.root / POINTER} is unreadable: {exc}") from exc
 
+    def promoted_at(self) -> float | None:
+        """When ``CURRENT`` was last pointed at a version (epoch seconds), if it exists."""
+        try:
+            return (self.root / POINTER).stat().st_mtime
+        except OSError:
+            return None
+
     def versions(self) -> list[int]:
         if not self.versions_dir.is_dir():
             return []

@@ -1,31 +1,54 @@
 -- What the pipeline's metrics stage observes: every output stream (the `*_once` views
--- are the outputs, computed once and shared with their sinks), counted per second of
--- processing time in SQL, so the Python UDF `observe_pipeline` (udfs/metrics.py) gets
--- a handful of rows per second instead of one per output record. A dead letter is
--- counted by the class of its reason ({reason_class}: the same prefixes as
--- fishweight/records.py, REASON_CLASSES). The counters therefore trail by up to a second.
+-- are the outputs, computed once and shared with their sinks) and the retrain rules'
+-- running figures, counted per second of processing time in SQL, so the Python UDF
+-- `observe_pipeline` (udfs/metrics.py) gets a handful of rows per second instead of one
+-- per record. The counters and gauges therefore trail by up to a second.
+--   Kind      what was observed
+--   Species   the species it is about (NULL for dead letters)
+--   Detail    a class: a dead letter's reason class ({reason_class}: the prefixes of
+--             fishweight/records.py, REASON_CLASSES), an unmatched record's reason
+--             class, a retrain event's rule
+--   Value     a figure whose latest value is kept: a closed window's ErrorAvg, the
+--             running ErrorAvg of a species' current window, the number of the change
+--             rule's last {change_records} errors over the threshold
 
 CREATE TEMPORARY VIEW observations AS
-SELECT Kind, Detail, `Value`, PROCTIME() AS proc_time
+SELECT Kind, Species, Detail, `Value`, PROCTIME() AS proc_time
 FROM (
-    SELECT CAST('joined' AS STRING) AS Kind, CAST(NULL AS STRING) AS Detail,
+    SELECT CAST('joined' AS STRING) AS Kind, Species, CAST(NULL AS STRING) AS Detail,
            CAST(NULL AS DOUBLE) AS `Value`
     FROM diffs_once
     UNION ALL
-    SELECT 'unmatched_' || Kind, CAST(NULL AS STRING), CAST(NULL AS DOUBLE)
+    SELECT 'unmatched_' || Kind, Species,
+           CASE
+               WHEN Reason LIKE 'no weight %' THEN 'noWeight'
+               WHEN Reason LIKE 'no measurement %' THEN 'noMeasurement'
+               WHEN Reason LIKE 'late:%' THEN 'late'
+               WHEN Reason LIKE 'measurement rejected:%' THEN 'measurementRejected'
+               ELSE 'other'
+           END,
+           CAST(NULL AS DOUBLE)
     FROM unmatched_once
     UNION ALL
-    SELECT CAST('window' AS STRING), CAST(NULL AS STRING), ErrorAvg
+    SELECT CAST('window' AS STRING), Species[1], CAST(NULL AS STRING), ErrorAvg
     FROM window_errors_once
     UNION ALL
-    SELECT CAST('retrain' AS STRING), CAST(NULL AS STRING), CAST(NULL AS DOUBLE)
+    SELECT CAST('retrain' AS STRING), Species[1], `Rule`, CAST(NULL AS DOUBLE)
     FROM retrain_events_once
     UNION ALL
-    SELECT CAST('dead_letter' AS STRING), {reason_class}, CAST(NULL AS DOUBLE)
+    SELECT CAST('window_running' AS STRING), Species, CAST(NULL AS STRING), ErrorAvg
+    FROM window_running_once
+    UNION ALL
+    SELECT CAST('change_running' AS STRING), Species, CAST(NULL AS STRING),
+           CAST(OverThreshold AS DOUBLE)
+    FROM change_running_once
+    UNION ALL
+    SELECT CAST('dead_letter' AS STRING), CAST(NULL AS STRING), {reason_class},
+           CAST(NULL AS DOUBLE)
     FROM dead_letters_once
 );
 
 CREATE TEMPORARY VIEW observation_counts AS
-SELECT Kind, Detail, COUNT(*) AS Records, LAST_VALUE(`Value`) AS LastValue
+SELECT Kind, Species, Detail, COUNT(*) AS Records, LAST_VALUE(`Value`) AS LastValue
 FROM TABLE(TUMBLE(TABLE observations, DESCRIPTOR(proc_time), INTERVAL '1' SECOND))
-GROUP BY window_start, window_end, Kind, Detail;
+GROUP BY window_start, window_end, Kind, Species, Detail;

@@ -23,6 +23,7 @@ WEIGHTS = "15_weights.sql"
 FIRST_SEEN = "18_first_seen.sql"
 JOIN = "20_join.sql"
 WINDOW = "25_window.sql"
+RULES = "26_rules.sql"
 METRICS = "28_metrics.sql"
 INSERTS = "30_inserts.sql"
 EVENT_TIME = "event_time.sql"
@@ -30,11 +31,18 @@ EVENT_TIME = "event_time.sql"
 
 @dataclass(frozen=True)
 class Materialized:
-    """A view computed once as ``name``; with ``rowtime``, its event time is ``row_time``."""
+    """A view computed once as ``name``.
+
+    With ``rowtime``, its event time is ``row_time``; with ``proctime``, its
+    ``proc_time`` column is replaced by a processing-time attribute of the new stream
+    (the round trip turns a time attribute into a plain timestamp).
+    """
 
     view: str
     name: str
+    label: str  # what its operators do, as the web UI names them
     rowtime: bool = True
+    proctime: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,8 @@ class Stage:
     materialized: tuple[Materialized, ...] = ()
 
 
-def _once(view: str, rowtime: bool = True) -> Materialized:
-    return Materialized(view, f"{view}_once", rowtime)
+def _once(view: str, label: str, rowtime: bool = True, proctime: bool = False) -> Materialized:
+    return Materialized(view, f"{view}_once", label, rowtime, proctime)
 
 
 # After the sources (01_sources.sql, from the connectors), in this order. The INSERTs
@@ -54,19 +62,34 @@ def _once(view: str, rowtime: bool = True) -> Materialized:
 STAGES = (
     Stage(SINKS),
     # Predicted once, shared by every branch (the UDF is not deterministic: a model swap).
-    Stage(SCORE, (_once("measurement_scored"),)),
+    Stage(SCORE, (_once("measurement_scored", "score"),)),
     # Parsed once: the join and the dead-letter sink read one weight stream.
-    Stage(WEIGHTS, (_once("weight_validated"),)),
+    Stage(WEIGHTS, (_once("weight_validated", "parse weights"),)),
     # Each Fish_Id's records counted once, shared by the join and the dead letters.
-    Stage(FIRST_SEEN, (_once("measurement_outcomes"), _once("weight_outcomes"))),
+    Stage(FIRST_SEEN, (_once("measurement_outcomes", "first seen (measurements)"),
+                       _once("weight_outcomes", "first seen (weights)"))),
     # Joined once: the diff sink and the windows read the same join output and state;
     # each output once, shared by its sink and the metrics stage.
-    Stage(JOIN, (_once("diffs"), _once("unmatched", rowtime=False),
-                 _once("dead_letters", rowtime=False))),
-    Stage(WINDOW, (_once("window_errors", rowtime=False),
-                   _once("retrain_events", rowtime=False))),
+    Stage(JOIN, (_once("diffs", "join"), _once("unmatched", "unmatched", rowtime=False),
+                 _once("dead_letters", "dead letters", rowtime=False))),
+    # The rules' running figures once each, shared by the rules and the metrics stage.
+    Stage(WINDOW, (_once("window_errors", "windows", rowtime=False),
+                   _once("window_running", "window rule: running error", rowtime=False,
+                         proctime=True),
+                   _once("change_running", "change rule: last errors", rowtime=False,
+                         proctime=True))),
+    Stage(RULES, (_once("retrain_events", "trigger", rowtime=False),)),
     Stage(METRICS),
 )
+
+# The operators after the last materialized view, named by the sink they feed.
+SINK_LABELS = {
+    "prediction_sink": "predictions out", "diff_sink": "diffs out",
+    "window_sink": "windows out", "retrain_sink": "retrain events out",
+    "unmatched_sink": "unmatched out", "dead_letter_sink": "dead letters out",
+    "metrics_sink": "metrics",
+}
+SOURCE_LABELS = {"measurement_raw": "measurements in", "weight_raw": "weights in"}
 
 
 def text(name: str) -> str:

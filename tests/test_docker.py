@@ -31,10 +31,10 @@ DOCKERFILE = DOCKER / "Dockerfile"
 ENV_EXAMPLE = DOCKER / ".env.example"
 K8S = DOCKER / "k8s" / "flinkdeployment.yaml"
 
-SECRET_FILES = ("mongo_root_password", "mongo_trainer_password")
+SECRET_FILES = ("mongo_root_password", "mongo_trainer_password", "grafana_admin_password")
 SECRETISH_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|API_?KEY", re.IGNORECASE)
 URI_WITH_PASSWORD = re.compile(r"://[^/@\s:]+:[^/@\s]+@")
-LONG_RUNNING = ("kafka", "mongo", "jobmanager", "taskmanager", "trainer")
+LONG_RUNNING = ("kafka", "mongo", "jobmanager", "taskmanager", "trainer", "prometheus", "grafana")
 
 
 def compose_code() -> str:

@@ -80,6 +80,8 @@ def test_wheel_holds_one_package_with_its_sql_and_builds_the_job_elsewhere(tmp_p
     assert result["state_dir"] == "./var"
     assert (elsewhere / "var" / "models" / "CURRENT").is_file()  # relative to the cwd
     operators = "\n".join(result["operators"])
-    for step in ("score_measurement(", "IntervalJoin(", "prediction_sink",
-                 "diff_sink", "window_sink", "retrain_sink", "dead_letter_sink"):
+    # The planner's descriptions, and the operators' names (jobs/operator_names.py).
+    for step in ("score_measurement(", "IntervalJoin(", "predictions out: Writer",
+                 "diffs out: Writer", "windows out: Writer", "retrain events out: Writer",
+                 "dead letters out: Writer"):
         assert step in operators, step

@@ -1,70 +1,152 @@
-"""The pipeline's metrics, for the Flink web UI and REST API.
+"""The pipeline's metrics, for the Flink web UI, REST API and Prometheus.
 
-One Python stage observes every output stream of the job: ``sql/28_metrics.sql``
-unions them and counts them per second of processing time, and
-``observe_pipeline(Kind, Detail, Records, LastValue)`` (whose own output is
-discarded) adds those counts to counters and a gauge under the metric group
-``fishweight`` (so they trail the outputs by up to a second):
+One Python stage observes every output stream of the job and the retrain rules'
+running figures: ``sql/28_metrics.sql`` unions them and counts them per second of
+processing time, and ``observe_pipeline(Kind, Species, Detail, Records, LastValue)``
+(whose own output is discarded) adds those counts to counters and gauges under the
+metric group ``fishweight`` (so they trail the outputs by up to a second). Per-species
+metrics sit in the key/value group ``species=<name>`` (a Prometheus label); the names
+are in ``SPECIES_METRICS`` and docs/metrics.md.
 
-- ``joinedPairs``: predictions that met their weight (records of ``weight-diff``)
-- ``unmatchedWeights``, ``unmatchedMeasurements``: records of ``weight-unmatched``
-- ``windowsClosed``, ``lastWindowErrorAvgPpm`` (gauge): final window figures; the
-  gauge is the ErrorAvg of the window closed last, in parts per million (PyFlink
-  gauges are integers; -1 until a window closes)
-- ``retrainEvents``: records of ``weight-retrain``
-- ``deadLetters.<reasonClass>``: dead letters by the class of their reason
-  (``fishweight.records.reason_class``), e.g. ``deadLetters.notJson``
-
-The prediction UDF adds ``predictions``, ``modelVersion``, ``modelSwaps``,
-``modelRefusals`` and ``predictBatchMs`` in the same group (``udfs/scoring.py``).
+PyFlink gauges are integers: error figures are in parts per million (``...Ppm``), -1
+until there is one. The prediction UDF adds ``predictions``, ``modelVersion``,
+``modelAgeSeconds``, ``modelSwaps``, ``modelRefusals`` and ``predictBatchMs`` in the same
+group (``udfs/scoring.py``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pandas as pd
+from pyflink.metrics import Counter, MetricGroup
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from fishweight.records import REASON_CLASSES
 
 GROUP = "fishweight"
+# Species are names from the input: a hostile or broken producer could send thousands.
+# The first MAX_SPECIES get their own metrics; the rest are counted together as OTHER.
+MAX_SPECIES = 50
+OTHER = "_other"
+# Why a record found no partner (sql/28_metrics.sql classifies the reasons of 20_join.sql).
+UNMATCHED_CLASSES = {"measurement": ("noWeight", "other"),
+                     "weight": ("noMeasurement", "late", "measurementRejected", "other")}
+SPECIES_METRICS = ("joinedPairs", "windowsClosed", "retrainEvents", "lastWindowErrorAvgPpm",
+                   "windowErrorAvgPpm", "changeErrorsOver")
+
+
+def ppm(value: float) -> int:
+    return round(float(value) * 1_000_000)
+
+
+@dataclass
+class SpeciesMetrics:
+    """One species' metrics: counters, and the gauges' latest values."""
+
+    joined: Counter
+    windows: Counter
+    retrains: Counter
+    last_window_ppm: int = -1
+    window_ppm: int = -1
+    change_over: int = -1
+
+    @classmethod
+    def register(cls, group: MetricGroup) -> SpeciesMetrics:
+        metrics = cls(group.counter("joinedPairs"), group.counter("windowsClosed"),
+                      group.counter("retrainEvents"))
+        for counter in (metrics.joined, metrics.windows, metrics.retrains):
+            counter.inc(0)  # on the scrape from the start (registered inside eval)
+        group.gauge("lastWindowErrorAvgPpm", lambda: metrics.last_window_ppm)
+        group.gauge("windowErrorAvgPpm", lambda: metrics.window_ppm)
+        group.gauge("changeErrorsOver", lambda: metrics.change_over)
+        return metrics
+
+
+@dataclass
+class Totals:
+    """The job-wide metrics (no species label)."""
+
+    counters: dict[str, Counter]
+    unmatched: dict[tuple[str, str], Counter]
+    dead_letters: dict[str, Counter]
+    last_window_ppm: int = -1
+    species: dict[str, SpeciesMetrics] = field(default_factory=dict)
 
 
 class ObservePipeline(ScalarFunction):
-    """``observe_pipeline(Kind, Detail, Records, LastValue)``: add one second's counts."""
+    """``observe_pipeline(Kind, Species, Detail, Records, LastValue)``: add one second's counts."""
 
     def open(self, function_context: FunctionContext) -> None:
-        group = function_context.get_metric_group().add_group(GROUP)
-        self._counters = {
-            "joined": group.counter("joinedPairs"),
-            "unmatched_weight": group.counter("unmatchedWeights"),
-            "unmatched_measurement": group.counter("unmatchedMeasurements"),
-            "window": group.counter("windowsClosed"),
-            "retrain": group.counter("retrainEvents"),
-        }
-        self._last_error_avg_ppm = -1
-        group.gauge("lastWindowErrorAvgPpm", lambda: self._last_error_avg_ppm)
+        self._group = group = function_context.get_metric_group().add_group(GROUP)
+        unmatched = group.add_group("unmatched")
         letters = group.add_group("deadLetters")
-        self._dead_letters = {name: letters.counter(name)
-                              for name in sorted({c for _, c in REASON_CLASSES} | {"other"})}
+        self._totals = totals = Totals(
+            counters={
+                "joined": group.counter("joinedPairs"),
+                "unmatched_weight": group.counter("unmatchedWeights"),
+                "unmatched_measurement": group.counter("unmatchedMeasurements"),
+                "window": group.counter("windowsClosed"),
+                "retrain": group.counter("retrainEvents"),
+            },
+            unmatched={(kind, name): unmatched.add_group(kind).counter(name)
+                       for kind, names in UNMATCHED_CLASSES.items() for name in names},
+            dead_letters={name: letters.counter(name)
+                          for name in sorted({c for _, c in REASON_CLASSES} | {"other"})})
+        group.gauge("lastWindowErrorAvgPpm", lambda: totals.last_window_ppm)
+        self._reported = False
 
-    def eval(self, kind: pd.Series, detail: pd.Series, records: pd.Series,
-             last_value: pd.Series) -> pd.Series:
-        frame = pd.DataFrame({"kind": kind, "detail": detail, "records": records,
-                              "last": last_value})
-        for name, n in frame.groupby("kind")["records"].sum().items():
-            counter = self._counters.get(name)
+    def _species(self, name: object) -> SpeciesMetrics | None:
+        if not isinstance(name, str):
+            return None
+        species = self._totals.species
+        if name not in species:
+            if len(species) >= MAX_SPECIES:
+                name = OTHER
+            if name not in species:
+                species[name] = SpeciesMetrics.register(self._group.add_group("species", name))
+        return species[name]
+
+    def eval(self, kind: pd.Series, species: pd.Series, detail: pd.Series,
+             records: pd.Series, last_value: pd.Series) -> pd.Series:
+        totals = self._totals
+        if not self._reported:
+            # A counter appears on the scrape once it was updated: make every one show 0.
+            for counter in (*totals.counters.values(), *totals.unmatched.values(),
+                            *totals.dead_letters.values()):
+                counter.inc(0)
+            self._reported = True
+        for k, sp, d, n, last in zip(kind, species, detail, records, last_value, strict=True):
+            n = int(n)
+            counter = totals.counters.get(k)
             if counter is not None:
-                counter.inc(int(n))
-        letters = frame[frame["kind"] == "dead_letter"]
-        for name, n in letters.groupby("detail")["records"].sum().items():
-            self._dead_letters.get(name, self._dead_letters["other"]).inc(int(n))
-        windows = frame.loc[frame["kind"] == "window", "last"].dropna()
-        if len(windows):
-            self._last_error_avg_ppm = round(float(windows.iloc[-1]) * 1_000_000)
+                counter.inc(n)
+            metrics = self._species(sp)
+            if k == "dead_letter":
+                totals.dead_letters.get(d, totals.dead_letters["other"]).inc(n)
+            elif k.startswith("unmatched_"):
+                side = k.removeprefix("unmatched_")
+                key = (side, d) if (side, d) in totals.unmatched else (side, "other")
+                if key in totals.unmatched:
+                    totals.unmatched[key].inc(n)
+            elif metrics is None:
+                continue
+            elif k == "joined":
+                metrics.joined.inc(n)
+            elif k == "window":
+                metrics.windows.inc(n)
+                if pd.notna(last):
+                    metrics.last_window_ppm = totals.last_window_ppm = ppm(last)
+            elif k == "retrain":
+                metrics.retrains.inc(n)
+            elif k == "window_running" and pd.notna(last):
+                metrics.window_ppm = ppm(last)
+            elif k == "change_running" and pd.notna(last):
+                metrics.change_over = int(last)
         return pd.Series([True] * len(kind))
 
 
 def observe_pipeline():
-    """The UDF ``observe_pipeline(Kind, Detail, Records BIGINT, LastValue DOUBLE)``."""
+    """The UDF ``observe_pipeline(Kind, Species, Detail, Records BIGINT, LastValue DOUBLE)``."""
     return udf(ObservePipeline(), result_type=DataTypes.BOOLEAN(), func_type="pandas")

@@ -65,6 +65,7 @@ class ModelServer:
             log.error("the current model is unusable (%s); serving version %d, the newest "
                       "that verifies", exc, self.model.version)
         self._next_check = time.monotonic() + poll_s
+        self.live_since = self._promoted_at()
         self._refused: set[int] = set()
         self.swaps = 0
         self.refusals = 0
@@ -94,8 +95,18 @@ class ModelServer:
             return self.model
         log.info("switching model from version %d to %d", self.model.version, version)
         self.model = candidate
+        self.live_since = self._promoted_at()
         self.swaps += 1
         return self.model
+
+    def _promoted_at(self) -> float:
+        """When the served version was promoted: CURRENT's time if it names that version."""
+        try:
+            current = self.registry.current_version()
+        except ModelError:
+            current = None
+        promoted = self.registry.promoted_at() if current == self.model.version else None
+        return promoted if promoted is not None else time.time()
 
     def predict(self, species: pd.Series, length: pd.Series, height: pd.Series) -> pd.DataFrame:
         """Predict a batch with one model version; rows with missing inputs get NULLs."""
@@ -139,6 +150,8 @@ class PredictWeight(ScalarFunction):
         self._swaps = group.counter("modelSwaps")
         self._refusals = group.counter("modelRefusals")
         group.gauge("modelVersion", lambda: self.server.model.version)
+        # Updated as bundles finish, i.e. while records flow.
+        group.gauge("modelAgeSeconds", lambda: int(time.time() - self.server.live_since))
         # PyFlink has no histogram; a distribution reports count, sum, min, max and mean.
         self._batch_ms = group.distribution("predictBatchMs")
         log.info("serving model version %d from %s", self.server.model.version, self.model_dir)

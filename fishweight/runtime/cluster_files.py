@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from fishweight.runtime.prometheus import CLUSTER_METRICS_PORTS, prometheus_config
 from fishweight.runtime.settings import Settings
 
 
@@ -167,6 +168,7 @@ def cluster_config(settings: Settings, paths: ClusterPaths, *, rest_port: int, r
         "env.pid.dir": str(paths.pid),
         "io.tmp.dirs": str(paths.tmp),
     })
+    conf.update(prometheus_config(settings.metrics_port, CLUSTER_METRICS_PORTS))
     return conf
 
 

@@ -7,6 +7,7 @@ session cluster configures itself.
 
 from __future__ import annotations
 
+import os
 import sys
 import urllib.parse
 from pathlib import Path
@@ -16,6 +17,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
 from fishweight.runtime import jars
+from fishweight.runtime.prometheus import prometheus_config
 from fishweight.runtime.settings import Settings
 
 
@@ -35,6 +37,49 @@ def restore_path(settings: Settings) -> str | None:
     if settings.resume_from == "latest":
         return latest_snapshot(settings.resolved_checkpoint_uri)
     return settings.resume_from
+
+
+def local_classpath(settings: Settings) -> None:
+    """Put Flink's Prometheus reporter on the classpath of a local MiniCluster.
+
+    A MiniCluster creates its metric reporters from its classpath only: it does not load
+    ``plugins/`` as a session cluster does ("The reporter factory ... could not be found"
+    in its log). So, before PyFlink starts its JVM (the first ``get_gateway()``), point
+    ``FLINK_LIB_DIR`` at a directory of links to ``pyflink/lib/*.jar`` plus the reporter's
+    jar. Always, not only when ``metrics_port`` is set: one JVM serves every job of a
+    process (the tests), and an unconfigured reporter costs nothing. Under ``flink run``
+    the CLI's JVM is already running and the cluster loads ``plugins/`` itself.
+    """
+    import pyflink
+    from pyflink import java_gateway
+    from pyflink.find_flink_home import _find_flink_home
+
+    if java_gateway._gateway is not None:
+        return  # started already
+    home = Path(pyflink.__file__).parent
+    # PyFlink's own lookup, done now so that it does not overwrite the choice below; it
+    # sets FLINK_LIB_DIR to pyflink/lib unless FLINK_HOME names another installation.
+    _find_flink_home()
+    if Path(os.environ.get("FLINK_LIB_DIR", home / "lib")).resolve() != (home / "lib").resolve():
+        return  # someone chose the classpath
+    jars_wanted = [*sorted((home / "lib").glob("*.jar")),
+                   *sorted((home / "plugins" / "metrics-prometheus").glob("*.jar"))]
+    lib = settings.resolved_jar_dir.parent / "minicluster-lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    names = {j.name for j in jars_wanted}
+    for old in lib.iterdir():
+        if old.name not in names:  # another PyFlink version's jar
+            old.unlink(missing_ok=True)
+    for jar in jars_wanted:
+        link = lib / jar.name
+        if link.is_symlink() and link.resolve() == jar.resolve():
+            continue
+        # Atomic, so two jobs starting at once (the tests, the demo) never see a gap.
+        staged = lib / f".{jar.name}.{os.getpid()}"
+        staged.unlink(missing_ok=True)
+        staged.symlink_to(jar)
+        staged.replace(link)
+    os.environ["FLINK_LIB_DIR"] = str(lib)
 
 
 def flink_config(settings: Settings, *, local: bool,
@@ -91,6 +136,8 @@ def flink_config(settings: Settings, *, local: bool,
             conf["rest.port"] = str(settings.web_ui_port)
             conf["rest.bind-address"] = "127.0.0.1"
             conf["rest.address"] = "127.0.0.1"
+        # A MiniCluster is one process with one metric registry: one port.
+        conf.update(prometheus_config(settings.metrics_port))
         # Keep local runs small on a 2-core machine.
         conf["taskmanager.numberOfTaskSlots"] = str(max(settings.parallelism, 2))
     return conf
@@ -105,6 +152,8 @@ def create_stream_env(settings: Settings, *, local: bool = True,
     Under ``flink run`` the execution environment is the cluster's; the same
     configuration is layered on top of it.
     """
+    if local:
+        local_classpath(settings)
     options = {**flink_config(settings, local=local, restore_from=restore_from),
                **(extra or {})}  # e.g. the bench's profiler options
     conf = Configuration()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
@@ -27,6 +28,40 @@ def rest(url: str, path: str, *, method: str = "GET", body: dict | None = None,
     with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
         raw = response.read()
     return json.loads(raw) if raw else {}
+
+
+def operator_metrics(url: str, job_id: str, group: str = "fishweight",
+                     ) -> dict[str, list[float]]:
+    """The job's metrics in one operator group, by name, one value per subtask.
+
+    A name is the part after ``<subtask>.<operator>.<group>.``, e.g. ``joinedPairs`` or
+    ``species.walleye.joinedPairs``; values that are not numbers (a distribution's
+    summary) are left out.
+    """
+    found: dict[str, list[float]] = {}
+    marker = f".{group}."
+    for vertex in rest(url, f"/jobs/{job_id}")["vertices"]:
+        base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
+        ids = [m["id"] for m in rest(url, base) if marker in m["id"]]
+        for start in range(0, len(ids), 50):  # keep each URL short
+            # Metric ids hold brackets (`0.PythonCalc[101].fishweight...`): URL-encode them.
+            query = urllib.parse.quote(",".join(ids[start:start + 50]), safe=",")
+            for m in rest(url, f"{base}?get={query}"):
+                try:
+                    value = float(m["value"])
+                except (TypeError, ValueError):
+                    continue
+                found.setdefault(m["id"].split(marker, 1)[1], []).append(value)
+    return found
+
+
+def job_metric(url: str, job_id: str, name: str) -> float | None:
+    """A job-level metric such as ``numRestarts`` or ``uptime``."""
+    try:
+        (m,) = rest(url, f"/jobs/{job_id}/metrics?get={name}")
+        return float(m["value"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def reachable(url: str) -> dict | None:

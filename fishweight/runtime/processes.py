@@ -113,6 +113,10 @@ def inherit_env(**extra: str) -> dict[str, str]:
 
 # Ports --------------------------------------------------------------------------------
 
+class PortInUse(RuntimeError):
+    """A port a setting names is taken; the message names the setting to change."""
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now (the OS's choice)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -290,6 +290,23 @@ class Settings:
         metadata={"env": "FISHWEIGHT_WEB_UI_PORT",
                   "doc": "Flink web UI / REST port for local runs (0 = off)"},
     )
+    metrics_port: int = field(
+        default=0,
+        metadata={"env": "FISHWEIGHT_METRICS_PORT",
+                  "doc": "Prometheus port of the prediction job (Flink's reporter, on every "
+                         "interface: docs/security.md); 0 = off. A session cluster takes "
+                         "it and the next 8 (JobManager, TaskManagers)"},
+    )
+    trainer_metrics_port: int = field(
+        default=0,
+        metadata={"env": "FISHWEIGHT_TRAINER_METRICS_PORT",
+                  "doc": "Prometheus port of the trainer; 0 = off"},
+    )
+    trainer_metrics_host: str = field(
+        default="127.0.0.1",
+        metadata={"env": "FISHWEIGHT_TRAINER_METRICS_HOST",
+                  "doc": "Address the trainer's metrics port binds (`0.0.0.0` in docker/)"},
+    )
     jar_dir: str = field(
         default="",
         metadata={"env": "FISHWEIGHT_JAR_DIR",
@@ -374,6 +391,9 @@ class Settings:
             problems.append("state_backend must be hashmap or rocksdb")
         if self.validation not in ("python", "sql-fast-path"):
             problems.append("validation must be `python` or `sql-fast-path`")
+        for name in ("web_ui_port", "metrics_port", "trainer_metrics_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                problems.append(f"{name} must be a port number (0-65535, 0 = off)")
         if self.arrow_batch_size > self.bundle_size:
             problems.append("arrow_batch_size must be <= bundle_size")
         if problems:

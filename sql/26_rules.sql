@@ -1,0 +1,52 @@
+-- The retrain rules over the running figures of 25_window.sql (materialized as
+-- `window_running_once` and `change_running_once`, arrival order in `proc_time`).
+
+-- The window rule: one event per window and species, the first time its running
+-- AVG(Error) exceeds the threshold with at least {min_count} joined records (so one noisy
+-- fish cannot retrain). A second OVER counts the crossings; a ROW_NUMBER deduplication
+-- would make the stream updating, which an append-only Kafka topic cannot take.
+CREATE TEMPORARY VIEW window_events AS
+SELECT
+    WindowStart, WindowEnd, ARRAY[Species] AS Species, Fish_Id_Start, Fish_Id_End,
+    Timestamp_End, ErrorAvg, `Count`, ModelVersions, ModelVersionMax,
+    CAST('window' AS STRING) AS `Rule`, Change_Fish_Id, Change_Timestamp
+FROM (
+    SELECT *,
+        COUNT(*) OVER (PARTITION BY WindowStart, Species ORDER BY proc_time
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS crossing
+    FROM window_running_once
+    WHERE ErrorAvg > {error_threshold} AND `Count` >= {min_count}
+)
+WHERE crossing = 1;
+
+-- The change rule: a change inside a species (a season, a recalibrated scale or camera)
+-- that starts in the middle of a window is averaged with the window's earlier,
+-- well-predicted fish, and the window rule sees it late or never. So, per species,
+-- over its {change_records} most recent joined records scored by the serving model
+-- version (arrival order): fire when {change_over} of them exceed the threshold. Unlike a
+-- running mean, one outlier cannot fire it and one good fish cannot hide a change; it
+-- waits for no window boundary (README, "Adaptation"). One event per species and model
+-- version: a version that fired has had its verdict, the next one starts afresh. The
+-- event's window is the span of the records the rule looked at. State: {change_records}
+-- rows per species and version, expiring after state_ttl_s like all keyed state.
+CREATE TEMPORARY VIEW change_events AS
+SELECT
+    CAST(TO_TIMESTAMP_LTZ(SpanStart, 3) AS TIMESTAMP(3)) AS WindowStart,
+    CAST(TO_TIMESTAMP_LTZ(SpanEnd, 3) AS TIMESTAMP(3))   AS WindowEnd,
+    ARRAY[Species] AS Species, Fish_Id_Start, Fish_Id_End, SpanEnd AS Timestamp_End,
+    ErrorAvg, `Count`, ARRAY[ModelVersion] AS ModelVersions, ModelVersion AS ModelVersionMax,
+    CAST('change' AS STRING) AS `Rule`, Change_Fish_Id, Change_Timestamp
+FROM (
+    SELECT *,
+        COUNT(*) OVER (PARTITION BY Species, ModelVersion ORDER BY proc_time
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS crossing
+    FROM change_running_once
+    WHERE OverThreshold >= {change_over}
+)
+WHERE crossing = 1;
+
+-- Every retrain event, from either rule: the trainer tells them apart by `Rule`.
+CREATE TEMPORARY VIEW retrain_events AS
+SELECT * FROM window_events
+UNION ALL
+SELECT * FROM change_events;
