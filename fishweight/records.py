@@ -83,7 +83,7 @@ def payload_evidence(raw: bytes | None, chars: int) -> tuple[str | None, int | N
 
 
 # ---------------------------------------------- what the trainer consumes from the job
-RULES = ("window", "change")  # the job's two retrain rules (sql/25_window.sql)
+RULES = ("window", "change")  # the job's two retrain rules (sql/26_rules.sql)
 
 
 def _is_int(value: Any) -> bool:

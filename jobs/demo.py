@@ -29,7 +29,13 @@ from fishweight.models.bootstrap import bootstrap_model
 from fishweight.runtime.broker import EmbeddedBroker
 from fishweight.runtime.flink_rest import local_url, wait_until_running
 from fishweight.runtime.kafka import create_topics, wait_until_ready
-from fishweight.runtime.processes import ChildProcess, inherit_env, port_in_use, python_module
+from fishweight.runtime.processes import (
+    ChildProcess,
+    PortInUse,
+    inherit_env,
+    port_in_use,
+    python_module,
+)
 from fishweight.runtime.settings import Settings
 from fishweight.scenarios import Scenario
 
@@ -138,8 +144,11 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
-    if settings.web_ui_port and port_in_use(settings.web_ui_port):
-        raise RuntimeError(f"port {settings.web_ui_port} is in use; pass --web-ui-port")
+    for name in ("web_ui_port", "metrics_port", "trainer_metrics_port"):
+        port = getattr(settings, name)
+        if port and port_in_use(port):
+            raise PortInUse(f"{name} {port} is taken; pass another with "
+                            f"--{name.replace('_', '-')} (0 = off)")
     broker = None
     children: list[ChildProcess] = []
     observer = None
@@ -165,7 +174,12 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
         predict.start()
         children += [predict, trainer]
         if settings.web_ui_port:
-            say(f"Flink web UI: http://localhost:{settings.web_ui_port}  (while the job runs)")
+            say(f"Flink web UI: http://localhost:{settings.web_ui_port}  (while the job runs; "
+                "`fishweight status` in another terminal)")
+        for what, port in (("job", settings.metrics_port),
+                           ("trainer", settings.trainer_metrics_port)):
+            if port:
+                say(f"Prometheus metrics of the {what}: http://127.0.0.1:{port}/metrics")
         say("starting the prediction job (Flink MiniCluster) ...")
         job_id = None
         if settings.web_ui_port:

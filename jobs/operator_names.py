@@ -41,11 +41,18 @@ def kind_of(name: str) -> str:
     return _ID.sub("", name)
 
 
-def operator_name(kind: str, label: str) -> str:
+# A second principal operator under one label (the metrics stage's per-second count
+# before its UDF): named by its kind, so no two operators of a task share a name (the
+# REST API keys a task's metrics by operator name).
+SECOND = {"WindowAggregate": "count per second", "OverAggregate": "count",
+          "GroupAggregate": "aggregate"}
+
+
+def operator_name(kind: str, label: str, first: bool = True) -> str:
     if kind in sql.SOURCE_LABELS:
         return sql.SOURCE_LABELS[kind]
     if kind in PRINCIPAL:
-        return label
+        return label if first else f"{label}: {SECOND.get(kind, kind)}"
     if kind == "shared":
         return f"{label}: read"
     return f"{label}: {HELPERS.get(kind, kind)}"
@@ -56,6 +63,7 @@ class OperatorNames:
 
     def __init__(self) -> None:
         self._seen: set[int] = set()
+        self._principal: set[str] = set()  # labels whose principal operator is named
 
     def claim(self, j_transformation, label: str) -> None:
         """Name ``j_transformation`` and every input not claimed yet with ``label``."""
@@ -65,7 +73,10 @@ class OperatorNames:
             if t.getId() in self._seen:
                 continue
             self._seen.add(t.getId())
-            t.setName(operator_name(kind_of(t.getName()), label))
+            kind = kind_of(t.getName())
+            t.setName(operator_name(kind, label, first=label not in self._principal))
+            if kind in PRINCIPAL:
+                self._principal.add(label)
             todo.extend(t.getInputs())
 
     def claim_sinks(self, j_env) -> None:

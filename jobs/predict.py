@@ -12,7 +12,8 @@ the UDFs and adds materialization barriers)::
                       20_join (interval join on Fish_Id) ─► diff_sink, unmatched_sink
                                         │
                                         ▼
-                      25_window (tumbling AVG(Error)) ─► window_sink, retrain_sink
+                      25_window (tumbling AVG(Error)) ─► window_sink
+                      26_rules (window and change rule) ─► retrain_sink
 
 Local MiniCluster with the web UI::
 

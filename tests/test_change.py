@@ -2,7 +2,7 @@
 
 The trainer (``models.decisions.Trainer``) runs without Kafka here: a SQLite store, a real
 model registry with the bootstrap model (100 simulated salmon), and events shaped like
-the job's change rule writes them (``sql/25_window.sql``).
+the job's change rule writes them (``sql/26_rules.sql``).
 """
 
 from __future__ import annotations

@@ -89,6 +89,7 @@ def _check_the_default_scenario(s):
     assert 1 <= s["decisions"]["promoted"] <= 2, "at most two promotions per drift"
 
 
+@pytest.mark.extended  # the longest scenario (~2 min); the default one covers a new species
 def test_three_species_in_turn_and_no_forgetting(kafka, tmp_path):
     _, _, s = _run(kafka, tmp_path, "three_species.toml")
     walleye, pike, salmon = s["drifts"]
