@@ -56,6 +56,7 @@ def _promotions_per_drift(summary):
             for d in summary["drifts"] if not d["known_at_start"]]
 
 
+@pytest.mark.extended  # the same scenario runs in `make test` on the tutorial's wire format
 def test_default_scenario_adapts_while_the_walleye_arrive(kafka, tmp_path):
     """60 salmon, 60 walleye, 60 salmon: the tutorial mispredicted 16 fish."""
     run_dir, out, s = _run(kafka, tmp_path, None)

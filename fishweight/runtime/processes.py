@@ -104,10 +104,13 @@ def inherit_env(**extra: str) -> dict[str, str]:
 
     After a Flink job ran in this process, PyFlink leaves flags such as
     ``PYFLINK_GATEWAY_DISABLED`` in ``os.environ``; a child Flink client that inherited
-    them would refuse to start its own JVM gateway.
+    them would refuse to start its own JVM gateway. An empty ``JAVA_HOME`` is dropped
+    too.
     """
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYFLINK_", "_PYFLINK"))}
+           if not k.startswith(("PYFLINK_", "_PYFLINK"))
+           # An empty JAVA_HOME (left by a test or a shell) makes PyFlink run `bin/java`.
+           and not (k == "JAVA_HOME" and not v)}
     return {**env, **extra}
 
 
