@@ -31,10 +31,9 @@ from fishweight.runtime.flink_rest import local_url, wait_until_running
 from fishweight.runtime.kafka import create_topics, wait_until_ready
 from fishweight.runtime.processes import (
     ChildProcess,
-    PortInUse,
     inherit_env,
-    port_in_use,
     python_module,
+    require_free_ports,
 )
 from fishweight.runtime.settings import Settings
 from fishweight.scenarios import Scenario
@@ -144,11 +143,7 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
-    for name in ("web_ui_port", "metrics_port", "trainer_metrics_port"):
-        port = getattr(settings, name)
-        if port and port_in_use(port):
-            raise PortInUse(f"{name} {port} is taken; pass another with "
-                            f"--{name.replace('_', '-')} (0 = off)")
+    require_free_ports(settings, "web_ui_port", "metrics_port", "trainer_metrics_port")
     broker = None
     children: list[ChildProcess] = []
     observer = None

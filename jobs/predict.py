@@ -53,7 +53,7 @@ from fishweight.jobs.operator_names import OperatorNames
 from fishweight.models.registry import ModelError, ModelRegistry
 from fishweight.runtime.flink_env import create_stream_env, restore_path
 from fishweight.runtime.kafka import KafkaNotConfigured, create_topics, require_kafka
-from fishweight.runtime.processes import PortInUse, port_in_use
+from fishweight.runtime.processes import require_free_ports
 from fishweight.runtime.settings import Settings
 from fishweight.sql.params import sql_params, with_options
 from fishweight.udfs.metrics import observe_pipeline
@@ -179,12 +179,7 @@ def start_job(settings: Settings, *, local: bool):
     naming the fix.
     """
     if local:
-        for name in ("web_ui_port", "metrics_port"):
-            port = getattr(settings, name)
-            if port and port_in_use(port):
-                raise PortInUse(f"{name} {port} is taken (another job or cluster?); choose "
-                                f"another with --{name.replace('_', '-')} or "
-                                f"FISHWEIGHT_{name.upper()} (0 = off)")
+        require_free_ports(settings, "web_ui_port", "metrics_port")
     servers = require_kafka(settings, "predict")
     create_topics(servers, settings.all_topics, settings.topic_partitions)
     restore_from = restore_path(settings)

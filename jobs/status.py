@@ -10,18 +10,25 @@ no job or it is not running, so scripts and health checks can use it.
 from __future__ import annotations
 
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 
-from fishweight.runtime.flink_rest import job_metric, operator_metrics, reachable, rest
+from fishweight import sql
+from fishweight.runtime.flink_rest import (
+    job_metric,
+    operator_metrics,
+    reachable,
+    rest,
+    vertex_metrics,
+)
 from fishweight.runtime.prometheus import job_group, metrics_url, scrape
 from fishweight.runtime.settings import Settings
 
 JOB_NAME = "fishweight-predict"
 # Metrics of the `fishweight` group that are gauges (one figure, not summed over subtasks).
 GAUGE_SUFFIXES = ("modelVersion", "modelAgeSeconds", "Ppm", "changeErrorsOver")
-# The Kafka sources, by the name their operator carries (see jobs/predict.py, OPERATOR_NAMES).
-SOURCES = {"measurements": "measurements in", "weights": "weights in"}
+# The Kafka sources, by the name their operator carries (jobs/operator_names.py).
+SOURCES = {"measurements": sql.SOURCE_LABELS["measurement_raw"],
+           "weights": sql.SOURCE_LABELS["weight_raw"]}
 
 
 @dataclass
@@ -69,19 +76,12 @@ def _sources(url: str, job_id: str) -> dict[str, dict[str, float | None]]:
         for label, operator in SOURCES.items():
             if not vertex["name"].startswith(f"Source: {operator}"):
                 continue
-            base = f"/jobs/{job_id}/vertices/{vertex['id']}"
-            ids = [m["id"] for m in rest(url, f"{base}/metrics")
-                   if m["id"].endswith((".numRecordsIn", ".watermarkLag"))
-                   and ".Source__" in m["id"]]
             values: dict[str, list[float]] = {}
-            if ids:
-                query = urllib.parse.quote(",".join(ids), safe=",")
-                for m in rest(url, f"{base}/metrics?get={query}"):
-                    try:
-                        values.setdefault(m["id"].rsplit(".", 1)[1], []).append(
-                            float(m["value"]))
-                    except (TypeError, ValueError):
-                        continue
+            for metric_id, value in vertex_metrics(
+                    url, job_id, vertex["id"],
+                    lambda i: ".Source__" in i and i.endswith((".numRecordsIn",
+                                                               ".watermarkLag"))):
+                values.setdefault(metric_id.rsplit(".", 1)[1], []).append(value)
             lag = values.get("watermarkLag")
             out[label] = {"records": sum(values.get("numRecordsIn", [])) or None,
                           "lag_s": max(lag) / 1000 if lag else None}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.parse
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.models.registry import ModelRegistry
 from fishweight.runtime import cluster
-from fishweight.runtime.flink_rest import all_tasks_running, rest, stop_job
+from fishweight.runtime.flink_rest import all_tasks_running, operator_metrics, rest, stop_job
 from fishweight.runtime.kafka import produce, read_topic
 from fishweight.runtime.processes import free_port, inherit_env
 from tests.conftest import fresh_settings
@@ -98,22 +97,7 @@ def _submit(settings, paths) -> str:
 
 def _metrics(url: str, job_id: str) -> dict[str, float]:
     """Every ``fishweight`` metric of the job, summed over subtasks, by name."""
-    totals: dict[str, float] = {}
-    for vertex in _rest(url, f"/jobs/{job_id}")["vertices"]:
-        base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
-        ids = [m["id"] for m in _rest(url, base) if ".fishweight." in m["id"]]
-        if not ids:
-            continue
-        # Metric ids hold brackets (`0.PythonCalc[101].fishweight...`): URL-encode them.
-        query = urllib.parse.quote(",".join(ids), safe=",")
-        for m in _rest(url, f"{base}?get={query}"):
-            name = m["id"].split(".fishweight.", 1)[1]
-            try:
-                value = float(m["value"])
-            except ValueError:
-                continue  # a distribution's summary text
-            totals[name] = totals.get(name, 0.0) + value
-    return totals
+    return {name: sum(values) for name, values in operator_metrics(url, job_id).items()}
 
 
 def _fish(first_id: int, n: int, weight: float | None = 2.0):

@@ -30,28 +30,40 @@ def rest(url: str, path: str, *, method: str = "GET", body: dict | None = None,
     return json.loads(raw) if raw else {}
 
 
+def vertex_metrics(url: str, job_id: str, vertex_id: str,
+                   wanted: Callable[[str], bool]) -> list[tuple[str, float]]:
+    """The numeric metrics of one vertex whose id ``wanted`` accepts, as (id, value).
+
+    Ids are ``<subtask>.<operator>.<name>``; values that are not numbers (a
+    distribution's summary) are left out.
+    """
+    base = f"/jobs/{job_id}/vertices/{vertex_id}/metrics"
+    ids = [m["id"] for m in rest(url, base) if wanted(m["id"])]
+    found = []
+    for start in range(0, len(ids), 50):  # keep each URL short
+        # Metric ids hold brackets (`0.PythonCalc[101].fishweight...`): URL-encode them.
+        query = urllib.parse.quote(",".join(ids[start:start + 50]), safe=",")
+        for m in rest(url, f"{base}?get={query}"):
+            try:
+                found.append((m["id"], float(m["value"])))
+            except (TypeError, ValueError):
+                continue
+    return found
+
+
 def operator_metrics(url: str, job_id: str, group: str = "fishweight",
                      ) -> dict[str, list[float]]:
     """The job's metrics in one operator group, by name, one value per subtask.
 
     A name is the part after ``<subtask>.<operator>.<group>.``, e.g. ``joinedPairs`` or
-    ``species.walleye.joinedPairs``; values that are not numbers (a distribution's
-    summary) are left out.
+    ``species.walleye.joinedPairs``.
     """
     found: dict[str, list[float]] = {}
     marker = f".{group}."
     for vertex in rest(url, f"/jobs/{job_id}")["vertices"]:
-        base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
-        ids = [m["id"] for m in rest(url, base) if marker in m["id"]]
-        for start in range(0, len(ids), 50):  # keep each URL short
-            # Metric ids hold brackets (`0.PythonCalc[101].fishweight...`): URL-encode them.
-            query = urllib.parse.quote(",".join(ids[start:start + 50]), safe=",")
-            for m in rest(url, f"{base}?get={query}"):
-                try:
-                    value = float(m["value"])
-                except (TypeError, ValueError):
-                    continue
-                found.setdefault(m["id"].split(marker, 1)[1], []).append(value)
+        for metric_id, value in vertex_metrics(url, job_id, vertex["id"],
+                                               lambda i: marker in i):
+            found.setdefault(metric_id.split(marker, 1)[1], []).append(value)
     return found
 
 

@@ -120,6 +120,16 @@ class PortInUse(RuntimeError):
     """A port a setting names is taken; the message names the setting to change."""
 
 
+def require_free_ports(settings, *names: str) -> None:
+    """``PortInUse`` naming the setting when a port the settings name is taken (0 = off)."""
+    for name in names:
+        port = getattr(settings, name)
+        if port and port_in_use(port):
+            env = type(settings).__dataclass_fields__[name].metadata["env"]
+            raise PortInUse(f"{name} {port} is taken (another job or cluster?); choose "
+                            f"another with --{name.replace('_', '-')} or {env} (0 = off)")
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now (the OS's choice)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
