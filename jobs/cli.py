@@ -175,6 +175,9 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "stop":
             print("\n".join(cluster.stop(settings, savepoint=not args.no_savepoint)))
             return 0
+        if args.action == "add-taskmanager":
+            print("\n".join(cluster.add_taskmanager(settings, timeout_s=args.timeout).lines()))
+            return 0
         current = cluster.status(settings)
         print("\n".join(current.lines()))
         return 0 if current.running else 3
@@ -289,9 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cluster", parents=[parent],
                        help="start, stop or query a local Flink session cluster for `flink run`")
-    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("action", choices=["start", "stop", "status", "add-taskmanager"])
     p.add_argument("--timeout", type=float, default=120.0,
-                   help="start: seconds to wait for the TaskManager")
+                   help="start, add-taskmanager: seconds to wait for the TaskManagers")
     p.add_argument("--no-savepoint", action="store_true",
                    help="stop: cancel running jobs instead of stopping them with a savepoint")
     p.set_defaults(func=cmd_cluster)

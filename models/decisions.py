@@ -43,6 +43,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ from fishweight.models.policy import (
     select_training_records,
     to_frame,
 )
-from fishweight.models.registry import LoadedModel, ModelRegistry, utc_now_iso
+from fishweight.models.registry import LoadedModel, ModelError, ModelRegistry, utc_now_iso
 from fishweight.models.store import TrainingStore, open_store
 from fishweight.runtime.settings import Settings
 
@@ -159,9 +160,43 @@ class Trainer:
         self.store = store or open_store(settings.resolved_store_uri)
         self.stats = TrainerStats()
         self.decisions_path = Path(settings.state_dir) / "trainer-decisions.jsonl"
-        self._decided_windows = {window_key(d["event"]) for d in read_decisions(settings)
+        decisions = read_decisions(settings)
+        self._decided_windows = {window_key(d["event"]) for d in decisions
                                  if d.get("reason", "window") in ("window", "change")}
         self._refine_tries: dict[tuple[int, str], tuple[int, int]] = {}
+        self._recover_promotion(decisions)
+
+    def _recover_promotion(self, decisions: list[dict[str, Any]]) -> None:
+        """Record a promotion whose decision was lost, so its event is not decided twice.
+
+        A trainer killed after switching ``CURRENT`` and before appending the decision
+        (and before committing the event's offset) sees the event again on restart. The
+        served version's manifest names what it was promoted for (``trigger``, ``reason``):
+        that is recorded now as the event's decision, so the redelivered event is a
+        duplicate. Only the served version can lack its decision: every earlier one was
+        recorded before the next event was read.
+        """
+        version = self.registry.current_version()
+        if version is None or any(d.get("action") == "promoted" and d.get("version") == version
+                                  for d in decisions):
+            return
+        try:
+            manifest = self.registry.manifest(version)
+        except ModelError:
+            return  # load_current reports it on the first event
+        reason, trigger = manifest.get("reason"), manifest.get("trigger")
+        if reason not in ("window", "change", "refinement") or not isinstance(trigger, dict):
+            return  # bootstrapped or published by hand: no event behind it
+        if reason in ("window", "change"):
+            self._decided_windows.add(window_key(trigger))
+        log.warning("model version %d was promoted but its decision was not recorded (the "
+                    "trainer stopped in between): recording it now", version)
+        self._record(Decision("promoted", trigger,
+                              f"recovered on restart from the manifest of version {version}",
+                              reason=reason, version=version,
+                              current_version=manifest.get("parent_version"),
+                              gate=manifest.get("metrics", {}).get("gate", {}),
+                              training_species=manifest.get("species_records", {})))
 
     def store_diffs(self, records: list[dict[str, Any]]) -> None:
         self.stats.diffs_stored += self.store.append(records)
@@ -169,8 +204,16 @@ class Trainer:
     def _record(self, decision: Decision) -> Decision:
         setattr(self.stats, decision.action, getattr(self.stats, decision.action) + 1)
         self.decisions_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.decisions_path, "a") as fh:
-            fh.write(json.dumps(asdict(decision), sort_keys=True) + "\n")
+        line = json.dumps(asdict(decision), sort_keys=True).encode() + b"\n"
+        with open(self.decisions_path, "ab+") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell():  # a line cut short by a kill must not swallow this one
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    line = b"\n" + line
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())  # durable before the event's offset is committed
         return decision
 
     def fail(self, event: dict[str, Any], exc: BaseException) -> Decision:
@@ -348,7 +391,16 @@ class Trainer:
 
 
 def read_decisions(settings: Settings) -> list[dict[str, Any]]:
+    """The decision log; a line cut short (the trainer killed while appending) is skipped."""
     path = Path(settings.state_dir) / "trainer-decisions.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    decisions = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            decisions.append(json.loads(line))
+        except ValueError:
+            log.warning("%s:%d is not a complete decision (cut short?); skipped", path, number)
+    return decisions

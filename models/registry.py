@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +274,7 @@ class ModelRegistry:
                 raise ModelError(f"CURRENT moved from version {expected_current} to "
                                  f"{self.current_version()} meanwhile; not publishing")
             self.versions_dir.mkdir(parents=True, exist_ok=True)
+            self._remove_leftovers()
             existing = self.versions()
             version = (existing[-1] if existing else 0) + 1
             artifact = self.artifact_path(version)
@@ -299,6 +301,15 @@ class ModelRegistry:
                 self.point_to(version)
             log.info("published model version %d (%s)", version, artifact)
             return version
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files of a publisher that was killed; only ever called under ``_lock``."""
+        for leftover in [*self.versions_dir.glob(".*"), *self.root.glob(f".{POINTER}.*.tmp")]:
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+            log.info("removed %s, left by an interrupted publish", leftover)
 
     def point_to(self, version: int) -> None:
         """Switch CURRENT to ``version`` atomically, unverified (``rollback`` verifies)."""

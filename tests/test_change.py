@@ -190,3 +190,31 @@ def test_change_events_are_keyed_by_species_and_version():
     assert window_key(event) != window_key({**event, "ModelVersionMax": 2})
     assert window_key(event) != window_key({**event, "Rule": "window"})
 
+
+
+def test_a_promotion_whose_decision_was_lost_is_recovered_and_not_decided_twice(trainer):
+    """The trainer killed after switching CURRENT, before appending its decision; and a
+    decision line cut short by a kill."""
+    from fishweight.models.decisions import read_decisions
+
+    v1 = trainer.registry.load_current()
+    rng = np.random.default_rng(7)
+    before = _diffs(salmon(40, rng), 1, T0, v1.estimator)
+    after = _diffs(salmon(4, rng, weight_scale=1.25), 41, T0 + 80_000, v1.estimator)
+    trainer.store_diffs(before + after)
+    event = _change_event(after[:3])
+    trainer._record = lambda decision: decision  # the kill: the decision is never written
+    assert trainer.handle_retrain(event).action == "promoted"
+    assert trainer.registry.current_version() == 2 and read_decisions(trainer.settings) == []
+    with open(trainer.decisions_path, "a") as fh:
+        fh.write('{"action": "prom')  # and a line cut short
+
+    restarted = Trainer(trainer.settings, store=trainer.store)
+    recovered = read_decisions(trainer.settings)
+    assert [(d["action"], d["version"], d["reason"]) for d in recovered] == [
+        ("promoted", 2, "change")]
+    assert recovered[0]["event"] == event
+    assert restarted.handle_retrain(event).action == "skipped_duplicate"  # the redelivery
+    assert [d["action"] for d in read_decisions(trainer.settings)] == [
+        "promoted", "skipped_duplicate"]
+    assert Trainer(trainer.settings, store=trainer.store).stats.promoted == 0  # once only

@@ -51,6 +51,7 @@ def test_cluster_config_is_private_loopback_and_uses_this_python(settings):
                 "jobmanager.bind-host", "taskmanager.bind-host", "taskmanager.host"):
         assert conf[key] == "127.0.0.1", key
     assert conf["taskmanager.numberOfTaskSlots"] == "3"  # max(2, parallelism)
+    assert conf["taskmanager.load-balance.mode"] == "SLOTS"  # a job spread over them
     assert conf["python.executable"] == conf["python.client.executable"] == "/venv/bin/python"
     assert conf["jobmanager.memory.process.size"] == cluster_files.JOBMANAGER_MEMORY
     assert conf["taskmanager.memory.process.size"] == cluster_files.TASKMANAGER_MEMORY

@@ -11,31 +11,18 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 from fishweight.jobs.predict import build_pipeline
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.runtime.flink_rest import local_url, rest
-from fishweight.runtime.processes import descendants, free_port
+from fishweight.runtime.processes import free_port
+from tests.cluster_helpers import python_workers
 from tests.conftest import fresh_settings
 from tests.live_helpers import Feeder, PredictionReader
 
 pytestmark = pytest.mark.slow  # a real broker and MiniCluster
-
-
-def _python_workers() -> list[int]:
-    """This test's PyFlink UDF worker processes (never another run's)."""
-    workers = []
-    for pid in descendants(os.getpid()):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if b"pyflink.fn_execution" in cmdline or b"pyflink-udf-runner" in cmdline:
-            workers.append(pid)
-    return workers
 
 
 def _rest(port: int, path: str):
@@ -57,7 +44,7 @@ def test_killed_python_workers_lose_no_prediction(kafka, tmp_path):
         while _rest(port, f"/jobs/{job_id}/checkpoints")["counts"]["completed"] < 1:
             assert time.monotonic() < deadline, "no checkpoint completed"
             time.sleep(0.5)
-        workers = _python_workers()
+        workers = python_workers(os.getpid())
         assert workers, "found no Python worker to kill"
         for pid in workers:
             os.kill(pid, signal.SIGKILL)

@@ -7,10 +7,8 @@ metrics are read through the REST API, and a stop with a savepoint resumes.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -19,13 +17,13 @@ from fishweight.models.registry import ModelRegistry
 from fishweight.runtime import cluster
 from fishweight.runtime.flink_rest import all_tasks_running, operator_metrics, rest, stop_job
 from fishweight.runtime.kafka import produce, read_topic
-from fishweight.runtime.processes import free_port, inherit_env
+from fishweight.runtime.processes import free_port
+from tests.cluster_helpers import submit, wait
 from tests.conftest import fresh_settings
 from tests.live_helpers import two_species_model
 
 pytestmark = pytest.mark.slow  # a real broker and a Flink cluster
 
-REPO = Path(__file__).resolve().parent.parent
 NOW_MS = int(time.time() * 1000)
 GOOD = {"Species": "salmon", "Fish_Id": 9000, "Length": 88.0, "Height": 19.0,
         "Timestamp": NOW_MS}
@@ -68,33 +66,6 @@ def _rest(url: str, path: str, **kwargs):
     return rest(url, path, **kwargs)
 
 
-def _wait(what: str, condition, timeout_s: float, every_s: float = 1.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-def _submit(settings, paths) -> str:
-    """``flink run -d -py jobs/predict.py ...`` exactly as the README, plus test topics."""
-    args = [str(paths.flink), "run", "-d", "-py", "jobs/predict.py",
-            "--bootstrap-servers", settings.bootstrap_servers,
-            "--state-dir", str(Path(settings.state_dir).resolve())]
-    for name in ("topic_measurement", "topic_weight", "topic_prediction", "topic_diff",
-                 "topic_windows", "topic_retrain", "topic_unmatched", "topic_dead_letter",
-                 "consumer_group"):
-        args += [f"--{name.replace('_', '-')}", getattr(settings, name)]
-    done = subprocess.run(args, cwd=REPO, env=inherit_env(), capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (job_id,) = [line.split()[-1] for line in done.stdout.splitlines()
-                 if line.startswith("submitted prediction job")]
-    return job_id
-
-
 def _metrics(url: str, job_id: str) -> dict[str, float]:
     """Every ``fishweight`` metric of the job, summed over subtasks, by name."""
     return {name: sum(values) for name, values in operator_metrics(url, job_id).items()}
@@ -118,8 +89,8 @@ def test_flink_run_on_a_session_cluster(kafka, tmp_path):
     started = cluster.start(settings)
     url, paths = started.status.url, started.paths
     try:
-        job_id = _submit(settings, paths)
-        _wait("the job's tasks RUNNING", lambda: all_tasks_running(url, job_id), 120)
+        job_id = submit(settings, paths.flink)
+        wait("the job's tasks RUNNING", lambda: all_tasks_running(url, job_id), 120)
 
         # Hostile input first: the job must keep running, with no restart.
         produce(kafka, settings.topic_measurement, HOSTILE_MEASUREMENTS,
@@ -167,7 +138,7 @@ def test_flink_run_on_a_session_cluster(kafka, tmp_path):
                   and m.get("modelVersion", 0) * 1 >= 2)
             return m if ok else None
 
-        metrics = _wait("the pipeline metrics over REST", metrics_caught_up, 90, 3.0)
+        metrics = wait("the pipeline metrics over REST", metrics_caught_up, 90, 3.0)
         print("\nfishweight metrics read over REST:")
         for name in sorted(metrics):
             print(f"  {name} = {metrics[name]:g}")
@@ -182,8 +153,8 @@ def test_flink_run_on_a_session_cluster(kafka, tmp_path):
         (stopped,) = [stop_job(url, {"jid": job_id, "state": "RUNNING"},
                                 settings.resolved_checkpoint_uri + "/savepoints", 120)]
         assert "savepoint" in stopped and "failed" not in stopped, stopped
-        resumed = _submit(settings, paths)
-        _wait("the resumed job RUNNING", lambda: all_tasks_running(url, resumed), 120)
+        resumed = submit(settings, paths.flink)
+        wait("the resumed job RUNNING", lambda: all_tasks_running(url, resumed), 120)
         restored = _rest(url, f"/jobs/{resumed}/checkpoints")["latest"]["restored"]
         assert restored["is_savepoint"] is True, restored
         after, _ = _fish(200, 4)

@@ -153,8 +153,44 @@ class Started:
     seconds: float
 
 
+def taskmanager_ids(url: str) -> set[str]:
+    """The ids of the TaskManagers registered at the JobManager.
+
+    A lost TaskManager stays listed until the JobManager notices (heartbeats).
+    """
+    try:
+        return {tm["id"] for tm in rest(url, "/taskmanagers").get("taskmanagers", [])}
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
+def _wait_taskmanagers(paths: ClusterPaths, url: str, wanted: int, timeout_s: float,
+                       known: frozenset[str] = frozenset()) -> None:
+    """Until ``wanted`` TaskManagers other than ``known`` are registered.
+
+    A daemon that exits meanwhile is an error at once.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        registered = taskmanager_ids(url) - known
+        if len(registered) >= wanted:
+            return
+        for daemon in DAEMONS:
+            if not any(alive(p) for p in owned_pids(paths, daemon)):
+                raise ClusterError(f"the {daemon} exited while starting:\n"
+                                   + _log_tail(paths, daemon))
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{len(registered)} of {wanted} TaskManagers registered at "
+                               f"{url} after {timeout_s:.0f}s:\n"
+                               f"{_log_tail(paths, 'jobmanager')}")
+        time.sleep(0.5)
+
+
 def start(settings: Settings, timeout_s: float = 120.0) -> Started:
-    """Start JobManager and one TaskManager; wait until REST reports the TaskManager."""
+    """Start the JobManager and ``settings.taskmanagers`` TaskManagers.
+
+    Returns once REST reports them all.
+    """
     began = time.monotonic()
     paths = ClusterPaths.for_settings(settings)
     current = status(settings)
@@ -179,25 +215,28 @@ def start(settings: Settings, timeout_s: float = 120.0) -> Started:
     }, indent=2) + "\n")
     try:
         _run_script(pyflink, paths, "jobmanager.sh", "start")
-        _run_script(pyflink, paths, "taskmanager.sh", "start")
-        deadline = time.monotonic() + timeout_s
-        while True:
-            overview = reachable(url)
-            if overview and overview.get("taskmanagers", 0) >= 1 \
-                    and overview.get("slots-total", 0) >= 1:
-                break
-            for daemon in DAEMONS:
-                if not any(alive(p) for p in owned_pids(paths, daemon)):
-                    raise ClusterError(f"the {daemon} exited while starting:\n"
-                                       + _log_tail(paths, daemon))
-            if time.monotonic() > deadline:
-                raise ClusterError(f"no TaskManager registered at {url} after {timeout_s:.0f}s:"
-                                   f"\n{_log_tail(paths, 'jobmanager')}")
-            time.sleep(0.5)
+        for _ in range(settings.taskmanagers):
+            _run_script(pyflink, paths, "taskmanager.sh", "start")
+        _wait_taskmanagers(paths, url, settings.taskmanagers, timeout_s)
     except BaseException:
         _stop_daemons(paths)
         raise
     return Started(status(settings), paths, False, time.monotonic() - began)
+
+
+def add_taskmanager(settings: Settings, timeout_s: float = 120.0) -> ClusterStatus:
+    """Start one more TaskManager in the running cluster.
+
+    For more slots, or to replace one that was lost; returns once it is registered.
+    """
+    paths = ClusterPaths.for_settings(settings)
+    current = status(settings)
+    if not current.running or current.url is None:
+        raise ClusterError("no fishweight cluster is running; `fishweight cluster start` first")
+    known = frozenset(taskmanager_ids(current.url))
+    _run_script(pyflink_home(), paths, "taskmanager.sh", "start")
+    _wait_taskmanagers(paths, current.url, 1, timeout_s, known)
+    return status(settings)
 
 
 def _stop_daemons(paths: ClusterPaths) -> list[int]:

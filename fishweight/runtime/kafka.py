@@ -108,17 +108,19 @@ def produce(bootstrap_servers: str, topic: str, records: list, keys: list | None
 
 
 def read_topic(bootstrap_servers: str, topic: str, *, expected: int | None = None,
-               idle_s: float = 3.0, timeout_s: float = 60.0) -> list:
+               idle_s: float = 3.0, timeout_s: float = 60.0,
+               isolation_level: str = "read_uncommitted") -> list:
     """Read a topic from the beginning, without a consumer group.
 
     Stops when ``expected`` records were read, or when nothing new arrived for
     ``idle_s`` seconds, or after ``timeout_s``. (End offsets are not used: Tansu
     reports them wrongly for multi-record batches, see docs/platform.md.)
+    ``read_committed`` skips what a transactional writer has not committed (yet).
     """
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                             client_id="fishweight-reader")
+                             client_id="fishweight-reader", isolation_level=isolation_level)
     try:
         deadline = time.monotonic() + timeout_s
         partitions = consumer.partitions_for_topic(topic)

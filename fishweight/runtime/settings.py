@@ -224,6 +224,12 @@ class Settings:
         default=1,
         metadata={"env": "FISHWEIGHT_PARALLELISM", "doc": "Flink default parallelism"},
     )
+    taskmanagers: int = field(
+        default=1,
+        metadata={"env": "FISHWEIGHT_TASKMANAGERS",
+                  "doc": "TaskManagers `fishweight cluster start` starts, each with "
+                         "max(2, parallelism) slots; the job's slots are spread over them"},
+    )
     checkpoint_interval_s: float = field(
         default=10.0,
         metadata={"env": "FISHWEIGHT_CHECKPOINT_INTERVAL_S",
@@ -253,9 +259,11 @@ class Settings:
                   "doc": "Kafka sinks: `at-least-once` or `exactly-once` (needs Apache Kafka)"},
     )
     restart_attempts: int = field(
-        default=3,
+        default=6,
         metadata={"env": "FISHWEIGHT_RESTART_ATTEMPTS",
-                  "doc": "Flink restarts a failed job this often (2 s apart), then fails"},
+                  "doc": "Flink restarts a failed job this often, 1, 2, 4 ... 30 s apart "
+                         "(so a lost TaskManager is outlasted), then fails it; counted "
+                         "afresh after 10 minutes without a failure"},
     )
     validation: str = field(
         default="python",
@@ -379,6 +387,8 @@ class Settings:
                             ">= 2 * (window_s + join_before_s)")
         if self.parallelism < 1 or self.topic_partitions < 1:
             problems.append("parallelism and topic_partitions must be >= 1")
+        if self.taskmanagers < 1:
+            problems.append("taskmanagers must be >= 1")
         if self.delivery_guarantee not in ("at-least-once", "exactly-once", "none"):
             problems.append("delivery_guarantee must be at-least-once, exactly-once or none")
         for name in ("max_payload_bytes", "max_species_chars", "max_length", "max_height",
