@@ -25,7 +25,7 @@ test: install
 	$(BIN)/ruff check --output-format concise $(LINTED)
 	$(BIN)/python -m pytest -m "not extended"
 
-# The further closed-loop scenarios (docs/development.md lists them); CI runs them after `make test`.
+# The further closed-loop scenarios and the long fault tests (docs/development.md); CI runs them after `make test`.
 test-extended: install
 	$(BIN)/python -m pytest -m extended
 
