@@ -37,7 +37,7 @@ from fishweight.jobs.train import TrainerService
 from fishweight.models import decisions
 from fishweight.models.decisions import Trainer, read_decisions
 from fishweight.models.registry import ModelError, ModelRegistry
-from fishweight.models.store import SqliteStore
+from fishweight.models.store import SqliteStore, open_store
 from fishweight.runtime.settings import Settings
 
 # (owner, attribute, label): every call is two kill points, before and after it.
@@ -100,6 +100,16 @@ def run_trainer(settings: Settings, timeout_s: float, report: Path | None) -> in
                                       "stored": service.trainer.store.count()}))
     service.close()
     return 0 if done else 1
+
+
+def stored_by_trainer(settings: Settings, timeout_s: float = 120) -> int:
+    """Run the trainer until it has handled every record; how many its store holds."""
+    assert run_trainer(settings, timeout_s, None) == 0, "the trainer did not catch up"
+    store = open_store(settings.resolved_store_uri)
+    try:
+        return store.count()
+    finally:
+        store.close()
 
 
 def in_child(function, *args) -> int:

@@ -94,13 +94,18 @@ def trainer(tmp_path):
     return Trainer(settings)
 
 
-def test_a_change_is_learnt_from_its_records_only_and_remembered(trainer):
+def _salmon_heavier_since_fish_41(trainer, rng):
+    """40 salmon as v1 knows them, then 4 heavier by 25 %: stored; the change event."""
     v1 = trainer.registry.load_current()
-    rng = np.random.default_rng(7)
     before = _diffs(salmon(40, rng), 1, T0, v1.estimator)
     after = _diffs(salmon(4, rng, weight_scale=1.25), 41, T0 + 80_000, v1.estimator)
     trainer.store_diffs(before + after)
-    event = _change_event(after[:3])
+    return _change_event(after[:3])
+
+
+def test_a_change_is_learnt_from_its_records_only_and_remembered(trainer):
+    rng = np.random.default_rng(7)
+    event = _salmon_heavier_since_fish_41(trainer, rng)
     decision = trainer.handle_retrain(event)
     assert decision.action == "promoted", decision.detail
     assert decision.reason == "change" and decision.gate["every_record_better"]
@@ -197,12 +202,7 @@ def test_a_promotion_whose_decision_was_lost_is_recovered_and_not_decided_twice(
     decision line cut short by a kill."""
     from fishweight.models.decisions import read_decisions
 
-    v1 = trainer.registry.load_current()
-    rng = np.random.default_rng(7)
-    before = _diffs(salmon(40, rng), 1, T0, v1.estimator)
-    after = _diffs(salmon(4, rng, weight_scale=1.25), 41, T0 + 80_000, v1.estimator)
-    trainer.store_diffs(before + after)
-    event = _change_event(after[:3])
+    event = _salmon_heavier_since_fish_41(trainer, np.random.default_rng(7))
     trainer._record = lambda decision: decision  # the kill: the decision is never written
     assert trainer.handle_retrain(event).action == "promoted"
     assert trainer.registry.current_version() == 2 and read_decisions(trainer.settings) == []

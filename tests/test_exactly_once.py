@@ -15,10 +15,9 @@ import pytest
 
 from fishweight.jobs.predict import start_job, stop_job
 from fishweight.models.bootstrap import bootstrap_model
-from fishweight.models.store import open_store
 from fishweight.runtime.kafka import produce, read_topic
 from tests.conftest import fresh_settings
-from tests.crash_sweep import run_trainer
+from tests.crash_sweep import stored_by_trainer
 
 pytestmark = pytest.mark.slow  # a real broker and MiniCluster
 
@@ -67,9 +66,4 @@ def test_exactly_once_sinks_write_every_output_once(kafka, tmp_path):
           f"{len(windows)} windows, {len(events)} retrain events, each once; offsets of one "
           f"partition {offsets[:8]}...")
     # The trainer reads read_committed and stores each joined record once.
-    assert run_trainer(settings, 120, None) == 0
-    store = open_store(settings.resolved_store_uri)
-    try:
-        assert store.count() == len(ids)
-    finally:
-        store.close()
+    assert stored_by_trainer(settings) == len(ids)

@@ -25,7 +25,7 @@ from fishweight.runtime.kafka import read_topic
 from fishweight.runtime.processes import free_port
 from tests.cluster_helpers import FishStream, kill_process_tree, python_workers, submit, wait
 from tests.conftest import fresh_settings
-from tests.crash_sweep import run_trainer
+from tests.crash_sweep import stored_by_trainer
 
 pytestmark = [pytest.mark.slow, pytest.mark.extended]  # a session cluster, ~3 min each
 
@@ -113,13 +113,7 @@ def test_a_lost_taskmanager_loses_no_fish_window_or_event(kafka, tmp_path, guara
         assert crossing and crossing <= fired, sorted(crossing - fired)
 
         # The trainer stores each joined fish once, whatever was replayed.
-        assert run_trainer(settings, 120, None) == 0
-        from fishweight.models.store import open_store
-        store = open_store(settings.resolved_store_uri)
-        try:
-            assert store.count() == len(joined)
-        finally:
-            store.close()
+        assert stored_by_trainer(settings) == len(joined)
 
         # Each failure the job recovered from is one restart (Flink's exception history;
         # the numRestarts metric over REST read 0 after such a recovery in one run).
