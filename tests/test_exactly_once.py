@@ -19,7 +19,7 @@ from fishweight.runtime.kafka import produce, read_topic
 from tests.conftest import fresh_settings
 from tests.crash_sweep import stored_by_trainer
 
-pytestmark = pytest.mark.slow  # a real broker and MiniCluster
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # a broker and MiniCluster (suite time)
 
 
 def _committed(settings, topic: str, expected: int | None = None) -> list:

@@ -60,6 +60,7 @@ def test_stop_with_savepoint_and_resume_keeps_the_join_state(kafka, tmp_path):
     assert sorted(p["Fish_Id"] for p in predictions) == list(range(1, 21))
 
 
+@pytest.mark.extended  # three job runs (~70 s; suite time)
 def test_rescale_from_1_to_2_and_back_keeps_every_kind_of_state(kafka, tmp_path):
     """Stop with a savepoint at parallelism 1 while predictions wait in the join, resume at
     2, stop again, resume at 1: each fish is predicted and joined exactly once, the waiting
