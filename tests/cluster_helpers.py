@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from fishweight.runtime.processes import descendants, inherit_env
+from fishweight.runtime.processes import cmdline, descendants, inherit_env
 from fishweight.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,15 +59,9 @@ def wait(what: str, condition, timeout_s: float, every_s: float = 1.0):
 def python_workers(pid: int) -> list[int]:
     """The PyFlink UDF worker processes below ``pid`` (a TaskManager's JVM, or a test
     process whose MiniCluster runs them), never the JVM itself."""
-    workers = []
-    for child in descendants(pid):
-        try:
-            args = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"pyflink.fn_execution" in args or b"pyflink-udf-runner" in args:
-            workers.append(child)
-    return workers
+    return [child for child in descendants(pid)
+            if any("pyflink.fn_execution" in arg or "pyflink-udf-runner" in arg
+                   for arg in cmdline(child))]
 
 
 def kill_process_tree(pid: int) -> list[int]:

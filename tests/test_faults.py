@@ -16,7 +16,7 @@ import pytest
 
 from fishweight.jobs.predict import build_pipeline
 from fishweight.models.bootstrap import bootstrap_model
-from fishweight.runtime.flink_rest import local_url, rest
+from fishweight.runtime.flink_rest import completed_checkpoints, local_url, rest
 from fishweight.runtime.processes import free_port
 from tests.cluster_helpers import python_workers
 from tests.conftest import fresh_settings
@@ -41,7 +41,7 @@ def test_killed_python_workers_lose_no_prediction(kafka, tmp_path):
     try:
         assert reader.wait_for(lambda: len(reader.versions) >= 40, 120), "no predictions"
         deadline = time.monotonic() + 60
-        while _rest(port, f"/jobs/{job_id}/checkpoints")["counts"]["completed"] < 1:
+        while completed_checkpoints(local_url(port), job_id) < 1:
             assert time.monotonic() < deadline, "no checkpoint completed"
             time.sleep(0.5)
         workers = python_workers(os.getpid())

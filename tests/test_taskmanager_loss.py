@@ -20,7 +20,12 @@ import pytest
 
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.runtime import cluster
-from fishweight.runtime.flink_rest import all_tasks_running, job_metric, rest
+from fishweight.runtime.flink_rest import (
+    all_tasks_running,
+    completed_checkpoints,
+    job_metric,
+    rest,
+)
 from fishweight.runtime.kafka import read_topic
 from fishweight.runtime.processes import free_port
 from tests.cluster_helpers import FishStream, kill_process_tree, python_workers, submit, wait
@@ -58,10 +63,6 @@ def _restarting_since(url: str, job_id: str) -> int:
         return 0
 
 
-def _completed_checkpoints(url: str, job_id: str) -> int:
-    return rest(url, f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
-
-
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
 def test_a_lost_taskmanager_loses_no_fish_window_or_event(kafka, tmp_path, guarantee):
     settings = fresh_settings(kafka, tmp_path / "state", web_ui_port=free_port(),
@@ -78,7 +79,7 @@ def test_a_lost_taskmanager_loses_no_fish_window_or_event(kafka, tmp_path, guara
         wait("the job's tasks RUNNING", lambda: all_tasks_running(url, job_id), 120)
         stream.start()
         wait("fish flowing and two checkpoints", lambda: len(stream.weighed) > 100
-             and _completed_checkpoints(url, job_id) >= 2, 120)
+             and completed_checkpoints(url, job_id) >= 2, 120)
         victim = next(pid for pid in cluster.owned_pids(paths, "taskmanager")
                       if python_workers(pid))
         killed = kill_process_tree(victim)

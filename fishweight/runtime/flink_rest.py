@@ -76,6 +76,11 @@ def job_metric(url: str, job_id: str, name: str) -> float | None:
         return None
 
 
+def completed_checkpoints(url: str, job_id: str) -> int:
+    """How many checkpoints of the job have completed."""
+    return int(rest(url, f"/jobs/{job_id}/checkpoints")["counts"]["completed"])
+
+
 def reachable(url: str) -> dict | None:
     """The cluster's ``/overview``, or None when nothing answers."""
     try:
