@@ -40,6 +40,7 @@ def sql_params(settings: Settings) -> dict[str, str]:
         "topic_weight": sql_string(settings.topic_weight),
         "watermark_delay": seconds_literal(settings.watermark_delay_s),
         "max_skew_s": str(int(settings.max_clock_skew_s)),
+        "event_time_source": settings.event_time_source,
         "join_bound": seconds_literal(settings.join_bound_s),
         "join_before": seconds_literal(settings.join_before_s),
         "window": seconds_literal(settings.window_s),
@@ -68,7 +69,14 @@ def sql_params(settings: Settings) -> dict[str, str]:
 
 
 def event_time(params: dict[str, str], kafka_time: str) -> str:
-    """The event-time expression of a raw source, over the SQL expression ``kafka_time``."""
+    """The event-time expression of a raw source, over the SQL expression ``kafka_time``.
+
+    With ``event_time_source = kafka`` (the default) it is the Kafka record time itself:
+    no per-record JSON parse on the JVM, and no payload can move the watermark. The
+    payload's Timestamp is then only checked (the skew rule in udfs/validation.py).
+    """
+    if params["event_time_source"] == "kafka":
+        return kafka_time
     return sql.render_expression(sql.EVENT_TIME, {**params, "kafka_time": kafka_time})
 
 

@@ -14,12 +14,13 @@ from tests.pipeline_plan import CHECKS, PlanRun, build_plan
 from tests.sql_harness import run_in_memory
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
+@pytest.fixture(scope="module", params=["kafka", "payload"])
+def run(request, tmp_path_factory):
     # Parallelism 2 (as in the Kafka test): a keying bug shows as a lost or doubled join.
+    # Both event-time sources: the Kafka record time (default) and the payload's Timestamp.
     state = tmp_path_factory.mktemp("state")
     settings = Settings.load(state_dir=str(state), web_ui_port=0, parallelism=2,
-                             checkpoint_interval_s=0,
+                             checkpoint_interval_s=0, event_time_source=request.param,
                              min_window_count=5)
     bootstrap_model(settings)
     model = ModelRegistry.for_settings(settings).load_current()
@@ -49,8 +50,10 @@ def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
     # Validation and prediction of a measurement are one Python stage.
     assert count("score_measurement(") == 1 and count("parse_weight(") == 1
     assert count("PythonCalc(") == 3  # score, parse weights, the metrics stage
-    # By default (validation = python) no record is checked in SQL.
+    # By default (validation = python) no record is checked in SQL, and the event time
+    # is the Kafka record time (event_time_source = kafka): the JVM parses no JSON.
     assert count("REGEXP(") == 0
+    assert not [c for c in contents if "TableSourceScan(" in c and "JSON_VALUE(" in c]
     # The pairs (inner) and the unmatched records (full outer) read the same two
     # materialized streams; the predictions are computed once either way.
     assert count("IntervalJoin(joinType=[InnerJoin]") == 1
@@ -60,3 +63,13 @@ def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
     assert count("OverAggregate(partitionBy=[Fish_Id]") == 2
     assert count("table=[[default_catalog, default_database, measurement_raw") == 1
     assert count("table=[[default_catalog, default_database, weight_raw") == 1
+
+
+def test_event_time_source_payload_parses_the_timestamp_on_the_jvm(tmp_path):
+    """``event_time_source = payload``: the payload's Timestamp, bounded by the skew."""
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0,
+                             bootstrap_servers="127.0.0.1:9", event_time_source="payload")
+    bootstrap_model(settings)
+    contents = [node["contents"] for node in build_pipeline(settings).stream_graph()]
+    scans = [c for c in contents if "TableSourceScan(" in c and "_raw," in c]
+    assert len(scans) == 2 and all("JSON_VALUE(" in c and "$.Timestamp" in c for c in scans)

@@ -125,6 +125,14 @@ class Settings:
                   "doc": "Reject a record whose Timestamp is further than this from its "
                          "Kafka record time (keeps one bad clock from moving the watermark)"},
     )
+    event_time_source: str = field(
+        default="kafka",
+        metadata={"env": "FISHWEIGHT_EVENT_TIME_SOURCE",
+                  "doc": "`kafka`: event time is the Kafka record time (as in ksqlDB; the "
+                         "payload's Timestamp is still checked against it); `payload`: the "
+                         "payload's Timestamp, parsed on the JVM, when within "
+                         "`max_clock_skew_s` of the record time"},
+    )
     max_payload_bytes: int = field(
         default=4096,
         metadata={"env": "FISHWEIGHT_MAX_PAYLOAD_BYTES",
@@ -399,6 +407,8 @@ class Settings:
             problems.append("max_clock_skew_s must be > 0")
         if self.state_backend not in ("hashmap", "rocksdb"):
             problems.append("state_backend must be hashmap or rocksdb")
+        if self.event_time_source not in ("kafka", "payload"):
+            problems.append("event_time_source must be `kafka` or `payload`")
         if self.validation not in ("python", "sql-fast-path"):
             problems.append("validation must be `python` or `sql-fast-path`")
         for name in ("web_ui_port", "metrics_port", "trainer_metrics_port"):
