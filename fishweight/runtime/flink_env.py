@@ -96,6 +96,9 @@ def flink_config(settings: Settings, *, local: bool,
         "python.fn-execution.bundle.size": str(settings.bundle_size),
         "python.fn-execution.bundle.time": str(settings.bundle_time_ms),
         "python.fn-execution.arrow.batch.size": str(settings.arrow_batch_size),
+        # With managed memory, the Python operators of a slot share one worker process;
+        # without, each has its own process and interpreter lock (python_workers).
+        "python.fn-execution.memory.managed": str(settings.python_workers != "process").lower(),
         "parallelism.default": str(settings.parallelism),
         # Chained operators hand rows on instead of copying each one (the table runtime
         # copies where it keeps a row; so do the Python operators): 12 % less time on a
@@ -165,6 +168,12 @@ def create_stream_env(settings: Settings, *, local: bool = True,
     """
     if local:
         local_classpath(settings)
+        # Read by PyFlink when a job is executed: `loopback` runs the Python operators as
+        # threads of this process, `process` starts worker processes as a cluster does.
+        os.environ["_python_worker_execution_mode"] = settings.python_workers
+    else:
+        # Inherited from a local run in the parent process, `loopback` would fail here.
+        os.environ.pop("_python_worker_execution_mode", None)
     options = {**flink_config(settings, local=local, restore_from=restore_from),
                **(extra or {})}  # e.g. the bench's profiler options
     conf = Configuration()

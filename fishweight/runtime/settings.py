@@ -290,6 +290,14 @@ class Settings:
         metadata={"env": "FISHWEIGHT_BUNDLE_TIME_MS",
                   "doc": "Python UDF bundle time bound (latency cap), milliseconds"},
     )
+    python_workers: str = field(
+        default="loopback",
+        metadata={"env": "FISHWEIGHT_PYTHON_WORKERS",
+                  "doc": "`loopback`: a local run's Python operators are threads of the "
+                         "client process (one interpreter lock); `process`: one worker "
+                         "process per Python operator, locally and on a cluster "
+                         "(docs/performance.md)"},
+    )
     buffer_timeout_ms: int = field(
         default=10,
         metadata={"env": "FISHWEIGHT_BUFFER_TIMEOUT_MS",
@@ -407,6 +415,8 @@ class Settings:
             problems.append("max_clock_skew_s must be > 0")
         if self.state_backend not in ("hashmap", "rocksdb"):
             problems.append("state_backend must be hashmap or rocksdb")
+        if self.python_workers not in ("loopback", "process"):
+            problems.append("python_workers must be `loopback` or `process`")
         if self.event_time_source not in ("kafka", "payload"):
             problems.append("event_time_source must be `kafka` or `payload`")
         if self.validation not in ("python", "sql-fast-path"):

@@ -34,16 +34,15 @@ def table(r: Results) -> str:
                    r.serving["tuned"]["predictions_per_s"])
         rows.append(f"| UDF / HTTP per event | {best / r.http['requests_per_s']:,.0f}x |")
     for key, value in sorted(r.throughput.items()):
-        if key.endswith("_bound"):
-            continue
         if key.startswith("ratio"):
-            bound = r.throughput.get(f"{key}_bound", "=").replace("=", "") or ""
-            rows.append(f"| full job / passthrough, {key[-2:]} | {bound} {value:.3f} |")
+            rows.append(f"| full job / passthrough, {key[-2:]} | {value:.3f} |")
         else:
-            bound = value.get("bound", "=").replace("=", "")
-            rows.append(f"| {key.replace('_', ' ')} (marginal, {value['input_records'][0]:,}"
-                        f" -> {value['input_records'][1]:,} records) | {bound} "
-                        f"{value['records_per_s']:,.0f} records/s |")
+            bound = value["marginal_bound"].replace("=", "")
+            rows.append(f"| {key.replace('_', ' ')} ({value['input_records'][1]:,} records, "
+                        f"first to last output {value['output_span_s']:.2f} s) | "
+                        f"{value['records_per_s']:,.0f} records/s (marginal from "
+                        f"{value['input_records'][0]:,}: {bound} "
+                        f"{value['marginal_records_per_s']:,.0f}) |")
     for lat in r.latency.values():
         rows.append(f"| latency at {lat['rate_per_s']}/s, {lat.get('job', 'full job')} "
                     f"({lat['seconds']:.0f} s after "

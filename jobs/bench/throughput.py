@@ -1,6 +1,11 @@
 """Part b, throughput: the full job against a raw Kafka-to-Kafka passthrough on the same topics.
 
-Marginal records/s between two input sizes, at each parallelism.
+At each parallelism, a backlog of fish through each job, two sizes. The headline is the
+steady rate of the larger run: its input records over the span between the first and the
+last output record's broker time (predictions and diffs for the full job, the copies for
+the passthrough), so neither start-up nor the end of a bounded job counts. The marginal
+rate between the two sizes, ``(n2 - n1) / (t2 - t1)`` over wall-clock times, is kept
+beside it as a cross-check (it is only a bound when start-up hides the difference).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from fishweight.jobs.bench.stats import marginal
 from fishweight.jobs.connectors import Bounds
 from fishweight.jobs.predict import build_pipeline
 from fishweight.runtime.flink_env import create_stream_env
+from fishweight.runtime.kafka import read_topic
 from fishweight.runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -63,6 +69,17 @@ def _full_job(s: Settings, bounds: Bounds) -> float:
     return time.perf_counter() - started
 
 
+def output_span_s(servers: str, topics: tuple[str, ...], expected: int) -> float:
+    """Seconds between the first and the last record's broker time over ``topics``."""
+    stamps = [r.timestamp for topic in topics
+              for r in read_topic(servers, topic, expected=expected, idle_s=2.0,
+                                  timeout_s=600.0)]
+    if len(stamps) < 2 * expected:
+        raise RuntimeError(f"throughput: {len(stamps)} output records in {topics}, "
+                           f"expected {2 * expected}")
+    return max((max(stamps) - min(stamps)) / 1000, 1e-3)
+
+
 def bench_throughput(settings: Settings, servers: str, config: BenchConfig) -> dict:
     out = {}
     for p in config.parallelisms:
@@ -73,17 +90,22 @@ def bench_throughput(settings: Settings, servers: str, config: BenchConfig) -> d
                 s = fresh(settings, servers, f"{name}-p{p}-{n}", parallelism=p,
                           checkpoint_interval_s=0, web_ui_port=0)
                 seconds.append(run(s, produce_fish(s, n)))
+            # Both jobs write one record per fish to each of these two topics.
+            span = output_span_s(servers, (s.topic_prediction, s.topic_diff), sizes[-1])
             records = tuple(2 * n for n in sizes)
-            figures = {"input_records": records, "seconds": seconds,
-                       "records_per_s": marginal(records, tuple(seconds)), "bound": "="}
+            figures = {"input_records": records, "seconds": seconds, "output_span_s": span,
+                       "records_per_s": records[-1] / span,
+                       "marginal_records_per_s": marginal(records, tuple(seconds)),
+                       "marginal_bound": "="}
             if seconds[1] < seconds[0] * 1.1:
                 # The larger input took no longer: start-up and end detection hide the
-                # rate. Only a lower bound is known: the larger input over its time.
-                figures.update(records_per_s=records[1] / seconds[1], bound=">=")
+                # marginal rate; only a lower bound is known.
+                figures.update(marginal_records_per_s=records[1] / seconds[1],
+                               marginal_bound=">=")
             out[f"{name}_p{p}"] = figures
-            log.info("%s p=%d: %s %.0f records/s", name, p, figures["bound"],
-                     figures["records_per_s"])
+            log.info("%s p=%d: %.0f records/s (marginal %s %.0f)", name, p,
+                     figures["records_per_s"], figures["marginal_bound"],
+                     figures["marginal_records_per_s"])
         full, passthrough = out[f"full_job_p{p}"], out[f"passthrough_p{p}"]
         out[f"ratio_p{p}"] = full["records_per_s"] / passthrough["records_per_s"]
-        out[f"ratio_p{p}_bound"] = "<=" if passthrough["bound"] == ">=" else "="
     return out
