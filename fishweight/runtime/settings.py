@@ -286,12 +286,12 @@ class Settings:
                   "doc": "Python UDF bundle size (records per round trip)"},
     )
     bundle_time_ms: int = field(
-        default=100,
+        default=20,
         metadata={"env": "FISHWEIGHT_BUNDLE_TIME_MS",
                   "doc": "Python UDF bundle time bound (latency cap), milliseconds"},
     )
     python_workers: str = field(
-        default="loopback",
+        default="process",
         metadata={"env": "FISHWEIGHT_PYTHON_WORKERS",
                   "doc": "`loopback`: a local run's Python operators are threads of the "
                          "client process (one interpreter lock); `process`: one worker "
