@@ -18,6 +18,15 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The settings that take one of a few words, and those words (checked in ``__post_init__``).
+CHOICES = {
+    "delivery_guarantee": ("at-least-once", "exactly-once", "none"),
+    "state_backend": ("hashmap", "rocksdb"),
+    "python_workers": ("loopback", "process"),
+    "event_time_source": ("kafka", "payload"),
+    "validation": ("python", "sql-fast-path"),
+}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -405,22 +414,15 @@ class Settings:
             problems.append("parallelism and topic_partitions must be >= 1")
         if self.taskmanagers < 1:
             problems.append("taskmanagers must be >= 1")
-        if self.delivery_guarantee not in ("at-least-once", "exactly-once", "none"):
-            problems.append("delivery_guarantee must be at-least-once, exactly-once or none")
         for name in ("max_payload_bytes", "max_species_chars", "max_length", "max_height",
                      "max_weight", "dead_letter_payload_chars"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0")
         if self.max_clock_skew_s <= 0:
             problems.append("max_clock_skew_s must be > 0")
-        if self.state_backend not in ("hashmap", "rocksdb"):
-            problems.append("state_backend must be hashmap or rocksdb")
-        if self.python_workers not in ("loopback", "process"):
-            problems.append("python_workers must be `loopback` or `process`")
-        if self.event_time_source not in ("kafka", "payload"):
-            problems.append("event_time_source must be `kafka` or `payload`")
-        if self.validation not in ("python", "sql-fast-path"):
-            problems.append("validation must be `python` or `sql-fast-path`")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of: {', '.join(allowed)}")
         for name in ("web_ui_port", "metrics_port", "trainer_metrics_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 problems.append(f"{name} must be a port number (0-65535, 0 = off)")
