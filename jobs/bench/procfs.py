@@ -46,8 +46,8 @@ def _kind(pid: int) -> str:
         return "gone"
     text = b" ".join(argv).decode(errors="replace")
     if pid == os.getpid():
-        # Locally PyFlink runs the UDFs in a loopback worker inside the client process.
-        return "Python process (Flink client, loopback UDF worker, bench clients)"
+        # With python_workers = loopback, the UDFs run inside the client process too.
+        return "Python process (Flink client, bench clients; loopback UDF worker if any)"
     if argv and argv[0].endswith(b"java"):
         return "JVM (Flink MiniCluster)"
     if "tansu" in text:

@@ -90,7 +90,8 @@ def bench_throughput(settings: Settings, servers: str, config: BenchConfig) -> d
                 s = fresh(settings, servers, f"{name}-p{p}-{n}", parallelism=p,
                           checkpoint_interval_s=0, web_ui_port=0)
                 seconds.append(run(s, produce_fish(s, n)))
-            # Both jobs write one record per fish to each of these two topics.
+            # The larger run (``s`` is its settings): both jobs write one record per fish
+            # to each of these two topics.
             span = output_span_s(servers, (s.topic_prediction, s.topic_diff), sizes[-1])
             records = tuple(2 * n for n in sizes)
             figures = {"input_records": records, "seconds": seconds, "output_span_s": span,
