@@ -9,7 +9,8 @@ the UDFs and adds materialization barriers)::
                       18_first_seen (one Fish_Id, one fish) ─┬─► prediction_sink
                                                              ├─► dead_letter_sink
                                                              ▼
-                      20_join (interval join on Fish_Id) ─► diff_sink, unmatched_sink
+                      20_join (one FULL OUTER interval join on Fish_Id)
+                      22_pairs (split) ─► diff_sink, unmatched_sink
                                         │
                                         ▼
                       25_window (tumbling AVG(Error)) ─► window_sink
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 
 
 def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
-                rowtime: bool = True, proctime: bool = False,
+                rowtime: bool = True, proctime: bool = False, rowtime_column: bool = False,
                 names: OperatorNames | None = None, label: str | None = None) -> None:
     """Register ``name`` as ``view`` computed once, with its rowtime as ``row_time``.
 
@@ -72,7 +73,10 @@ def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
     statement reading ``name`` shares one physical stream instead of recomputing it
     (and no Python UDF after it is pushed into the branches before it). A view without
     a rowtime (``rowtime=False``) keeps its columns as they are; with ``proctime`` its
-    ``proc_time`` is a processing-time attribute of the new stream.
+    ``proc_time`` is a processing-time attribute of the new stream. With
+    ``rowtime_column`` the view's own plain ``row_time`` column becomes the rowtime
+    attribute (for a view with two time attributes, which the stream's record time
+    cannot carry); the watermarks are the stream's either way.
 
     The stream carries the table runtime's own rows (``RowData``), not ``Row``: PyFlink's
     ``to_data_stream`` converts every field of every record to a Java object and back,
@@ -87,7 +91,11 @@ def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
     j_stream = t_env._j_tenv.toDataStream(j_table, internal)
     if names is not None:
         names.claim(j_stream.getTransformation(), label or view)
-    if rowtime:
+    if rowtime_column:
+        j_schema = (Schema.new_builder().watermark("row_time", "SOURCE_WATERMARK()")
+                    .build()._j_schema)
+        j_result = t_env._j_tenv.fromDataStream(j_stream, j_schema)
+    elif rowtime:
         j_schema = (Schema.new_builder()
                     .column_by_metadata("row_time", "TIMESTAMP_LTZ(3)", "rowtime")
                     .watermark("row_time", "SOURCE_WATERMARK()")
@@ -165,7 +173,7 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
             t_env.execute_sql(statement)
         for m in stage.materialized:
             materialize(t_env, m.view, m.name, rowtime=m.rowtime, proctime=m.proctime,
-                        names=names, label=m.label)
+                        rowtime_column=m.rowtime_column, names=names, label=m.label)
     statements = t_env.create_statement_set()
     for insert in sql.render(sql.INSERTS, params):
         statements.add_insert_sql(insert)

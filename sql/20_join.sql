@@ -49,58 +49,41 @@ SELECT '{topic_weight}' AS SourceTopic, kafka_partition, kafka_offset, kafka_tim
 FROM weight_outcomes_once
 WHERE seen > 1;
 
--- A prediction meets the actual weight of its Fish_Id measured within the join bounds
--- around it: up to {join_bound} s after (the weighing delay) and up to {join_before} s
--- before. Each machine's clock stamps its own records, so a weigh machine whose clock
--- lags by more than the weighing delay puts the weight "before" its measurement; the
--- tutorial's ksqlDB join (`WITHIN 1 MINUTE`) is symmetric for that reason. Fish_Id
--- names one fish (sql/18_first_seen.sql), so a wider bound cannot pair two fish; it
--- costs only keeping each weight in the join state that much longer.
-CREATE TEMPORARY VIEW diffs AS
+-- One interval join, FULL OUTER, pairs each fish's first measurement (predicted or
+-- rejected) with its first valid weight, measured within the join bounds around it: up
+-- to {join_bound} s after (the weighing delay) and up to {join_before} s before. Each
+-- machine's clock stamps its own records, so a weigh machine whose clock lags by more
+-- than the weighing delay puts the weight "before" its measurement; the tutorial's
+-- ksqlDB join (`WITHIN 1 MINUTE`) is symmetric for that reason. Fish_Id names one fish
+-- (sql/18_first_seen.sql), so a wider bound cannot pair two fish; it costs only keeping
+-- each weight in the join state that much longer.
+--
+-- A pair is emitted when its second record arrives; a record that found no partner when
+-- the watermark passes its bound (or at once when it arrives too late for the join).
+-- 22_pairs.sql splits the one output (materialized as `pairs_once`) into the diffs (a
+-- prediction and its weight) and the unmatched records, so both read one join state.
+-- A rejected measurement without a weight is neither (it is a dead letter) and is
+-- dropped here. `row_time` is the weight's event time, the measurement's for a
+-- measurement without a weight; the join's own watermark holds back by its bounds, so a
+-- pair's `row_time` is never behind it, as for an inner join.
+CREATE TEMPORARY VIEW pairs AS
 SELECT
-    p.Fish_Id,
-    p.Species,
-    p.Length,
-    p.Height,
-    p.Prediction.Weight                                          AS PredictedWeight,
-    w.Weight                                                     AS ActualWeight,
-    ROUND(ABS(p.Prediction.Weight - w.Weight) / w.Weight, 3)     AS Error,
-    p.Prediction.ModelTime                                       AS ModelTime,
-    p.Prediction.ModelVersion                                    AS ModelVersion,
-    w.`Timestamp`                                                AS `Timestamp`,
-    w.row_time                                                   AS event_time
-FROM predictions AS p
-JOIN weights AS w
-  ON p.Fish_Id = w.Fish_Id
- AND w.row_time BETWEEN p.row_time - INTERVAL '{join_before}' SECOND
-                    AND p.row_time + INTERVAL '{join_bound}' SECOND;
-
--- Every valid record is accounted for: the same interval join as a FULL OUTER join,
--- with the rejected first measurements on the left too, emits each record that found
--- no partner when the watermark passes its bound, or at once when it arrives too late
--- for the join. Pairs of a prediction and a weight are `diffs` and dropped here; so is
--- a rejected measurement without a weight (it is a dead letter). Append-only.
-CREATE TEMPORARY VIEW unmatched AS
-SELECT
-    CASE WHEN w.Fish_Id IS NOT NULL THEN 'weight' ELSE 'measurement' END AS Kind,
-    COALESCE(w.Fish_Id, m.Fish_Id)                                        AS Fish_Id,
-    COALESCE(w.Species, m.Species)                                        AS Species,
-    COALESCE(w.`Timestamp`, m.`Timestamp`)                                AS `Timestamp`,
-    CASE
-        WHEN w.Fish_Id IS NULL
-            THEN 'no weight from {join_before} s before to {join_bound} s after the measurement'
-        WHEN m.Fish_Id IS NOT NULL
-            THEN 'measurement rejected: ' || m.reason
-        WHEN w.late
-            THEN 'late: the weight arrived behind the watermark, after its measurement '
-                 || 'could be joined'
-        ELSE 'no measurement of this Fish_Id from {join_bound} s before to {join_before} s '
-             || 'after the weight'
-    END                                                                   AS Reason
+    m.Fish_Id                                                    AS m_Fish_Id,
+    m.Species                                                    AS m_Species,
+    m.Length,
+    m.Height,
+    m.`Timestamp`                                                AS m_Timestamp,
+    m.Prediction,
+    m.reason,
+    w.Fish_Id                                                    AS w_Fish_Id,
+    w.Species                                                    AS w_Species,
+    w.Weight,
+    w.`Timestamp`                                                AS w_Timestamp,
+    w.late,
+    CAST(COALESCE(w.row_time, m.row_time) AS TIMESTAMP_LTZ(3))   AS row_time
 FROM first_measurements AS m
 FULL OUTER JOIN weights AS w
   ON m.Fish_Id = w.Fish_Id
  AND w.row_time BETWEEN m.row_time - INTERVAL '{join_before}' SECOND
                     AND m.row_time + INTERVAL '{join_bound}' SECOND
-WHERE (m.Fish_Id IS NULL OR w.Fish_Id IS NULL OR m.reason IS NOT NULL)
-  AND NOT (w.Fish_Id IS NULL AND m.reason IS NOT NULL);
+WHERE NOT (w.Fish_Id IS NULL AND m.reason IS NOT NULL);

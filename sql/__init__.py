@@ -22,6 +22,7 @@ SCORE = "10_score.sql"
 WEIGHTS = "15_weights.sql"
 FIRST_SEEN = "18_first_seen.sql"
 JOIN = "20_join.sql"
+PAIRS = "22_pairs.sql"
 WINDOW = "25_window.sql"
 RULES = "26_rules.sql"
 METRICS = "28_metrics.sql"
@@ -33,9 +34,11 @@ EVENT_TIME = "event_time.sql"
 class Materialized:
     """A view computed once as ``name``.
 
-    With ``rowtime``, its event time is ``row_time``; with ``proctime``, its
-    ``proc_time`` column is replaced by a processing-time attribute of the new stream
-    (the round trip turns a time attribute into a plain timestamp).
+    With ``rowtime``, its event time is ``row_time``: the view's one time attribute,
+    or (``rowtime_column``, for a view with two, such as an outer join's) its own plain
+    ``row_time`` column, never NULL, with the watermarks of the stream. With
+    ``proctime``, its ``proc_time`` column is replaced by a processing-time attribute of
+    the new stream (the round trip turns a time attribute into a plain timestamp).
     """
 
     view: str
@@ -43,6 +46,7 @@ class Materialized:
     label: str  # what its operators do, as the web UI names them
     rowtime: bool = True
     proctime: bool = False
+    rowtime_column: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,11 @@ STAGES = (
     # Each Fish_Id's records counted once, shared by the join and the dead letters.
     Stage(FIRST_SEEN, (_once("measurement_outcomes", "first seen (measurements)"),
                        _once("weight_outcomes", "first seen (weights)"))),
-    # Joined once: the diff sink and the windows read the same join output and state;
-    # each output once, shared by its sink and the metrics stage.
-    Stage(JOIN, (_once("diffs", "join"), _once("unmatched", "unmatched", rowtime=False),
+    # Joined once: the diffs and the unmatched records are two outputs of one join
+    # state; each output once, shared by its sink and the metrics stage.
+    Stage(JOIN, (Materialized("pairs", "pairs_once", "join", rowtime_column=True),
                  _once("dead_letters", "dead letters", rowtime=False))),
+    Stage(PAIRS, (_once("diffs", "diffs"), _once("unmatched", "unmatched", rowtime=False))),
     # The rules' running figures once each, shared by the rules and the metrics stage.
     Stage(WINDOW, (_once("window_errors", "windows", rowtime=False),
                    _once("window_running", "window rule: running error", rowtime=False,

@@ -54,11 +54,10 @@ def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
     # is the Kafka record time (event_time_source = kafka): the JVM parses no JSON.
     assert count("REGEXP(") == 0
     assert not [c for c in contents if "TableSourceScan(" in c and "JSON_VALUE(" in c]
-    # The pairs (inner) and the unmatched records (full outer) read the same two
-    # materialized streams; the predictions are computed once either way.
-    assert count("IntervalJoin(joinType=[InnerJoin]") == 1
+    # One join state: the diffs and the unmatched records are the two outputs of one
+    # FULL OUTER interval join (sql/22_pairs.sql splits it).
     assert count("IntervalJoin(joinType=[FullOuterJoin]") == 1
-    assert count("IntervalJoin(") == 2
+    assert count("IntervalJoin(") == 1
     # One duplicate check per input stream, shared by the join and the dead letters.
     assert count("OverAggregate(partitionBy=[Fish_Id]") == 2
     assert count("table=[[default_catalog, default_database, measurement_raw") == 1

@@ -30,7 +30,7 @@ GROUP = "fishweight"
 # The first MAX_SPECIES get their own metrics; the rest are counted together as OTHER.
 MAX_SPECIES = 50
 OTHER = "_other"
-# Why a record found no partner (sql/28_metrics.sql classifies the reasons of 20_join.sql).
+# Why a record found no partner (sql/28_metrics.sql classifies the reasons of 22_pairs.sql).
 UNMATCHED_CLASSES = {"measurement": ("noWeight", "other"),
                      "weight": ("noMeasurement", "late", "measurementRejected", "other")}
 SPECIES_METRICS = ("joinedPairs", "windowsClosed", "retrainEvents", "lastWindowErrorAvgPpm",
