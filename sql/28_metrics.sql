@@ -2,7 +2,10 @@
 -- are the outputs, computed once and shared with their sinks) and the retrain rules'
 -- running figures, counted per second of processing time in SQL, so the Python UDF
 -- `observe_pipeline` (udfs/metrics.py) gets a handful of rows per second instead of one
--- per record. The counters and gauges therefore trail by up to a second.
+-- per record. The counters and gauges therefore trail by up to a second. The joined
+-- pairs are counted from `window_running_once`, which has one row per joined record,
+-- rather than from a further branch over `diffs_once`: one row per fish fewer into this
+-- stage's shuffle.
 --   Kind      what was observed
 --   Species   the species it is about (NULL for dead letters)
 --   Detail    a class: a dead letter's reason class ({reason_class}: the prefixes of
@@ -15,19 +18,15 @@
 CREATE TEMPORARY VIEW observations AS
 SELECT Kind, Species, Detail, `Value`, PROCTIME() AS proc_time
 FROM (
-    SELECT CAST('joined' AS STRING) AS Kind, Species, CAST(NULL AS STRING) AS Detail,
-           CAST(NULL AS DOUBLE) AS `Value`
-    FROM diffs_once
-    UNION ALL
-    SELECT 'unmatched_' || Kind, Species,
+    SELECT 'unmatched_' || Kind AS Kind, Species,
            CASE
                WHEN Reason LIKE 'no weight %' THEN 'noWeight'
                WHEN Reason LIKE 'no measurement %' THEN 'noMeasurement'
                WHEN Reason LIKE 'late:%' THEN 'late'
                WHEN Reason LIKE 'measurement rejected:%' THEN 'measurementRejected'
                ELSE 'other'
-           END,
-           CAST(NULL AS DOUBLE)
+           END AS Detail,
+           CAST(NULL AS DOUBLE) AS `Value`
     FROM unmatched_once
     UNION ALL
     SELECT CAST('window' AS STRING), Species[1], CAST(NULL AS STRING), ErrorAvg

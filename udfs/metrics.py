@@ -84,7 +84,8 @@ class ObservePipeline(ScalarFunction):
         letters = group.add_group("deadLetters")
         self._totals = totals = Totals(
             counters={
-                "joined": group.counter("joinedPairs"),
+                # One window_running row per joined record (sql/28_metrics.sql).
+                "window_running": group.counter("joinedPairs"),
                 "unmatched_weight": group.counter("unmatchedWeights"),
                 "unmatched_measurement": group.counter("unmatchedMeasurements"),
                 "window": group.counter("windowsClosed"),
@@ -132,16 +133,16 @@ class ObservePipeline(ScalarFunction):
                     totals.unmatched[key].inc(n)
             elif metrics is None:
                 continue
-            elif k == "joined":
-                metrics.joined.inc(n)
             elif k == "window":
                 metrics.windows.inc(n)
                 if pd.notna(last):
                     metrics.last_window_ppm = totals.last_window_ppm = ppm(last)
             elif k == "retrain":
                 metrics.retrains.inc(n)
-            elif k == "window_running" and pd.notna(last):
-                metrics.window_ppm = ppm(last)
+            elif k == "window_running":
+                metrics.joined.inc(n)
+                if pd.notna(last):
+                    metrics.window_ppm = ppm(last)
             elif k == "change_running" and pd.notna(last):
                 metrics.change_over = int(last)
         return pd.Series([True] * len(kind))
