@@ -65,23 +65,27 @@ log = logging.getLogger(__name__)
 
 
 def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
-                rowtime: bool = True, proctime: bool = False, rowtime_column: bool = False,
+                rowtime: str | None = sql.RECORD_TIME, proctime: bool = False,
                 names: OperatorNames | None = None, label: str | None = None) -> None:
-    """Register ``name`` as ``view`` computed once, with its rowtime as ``row_time``.
+    """Register ``name`` as ``view`` computed once, with its event time as ``row_time``.
 
     The DataStream round trip is a boundary the planner cannot see through, so every
     statement reading ``name`` shares one physical stream instead of recomputing it
-    (and no Python UDF after it is pushed into the branches before it). A view without
-    a rowtime (``rowtime=False``) keeps its columns as they are; with ``proctime`` its
-    ``proc_time`` is a processing-time attribute of the new stream. With
-    ``rowtime_column`` the view's own plain ``row_time`` column becomes the rowtime
-    attribute (for a view with two time attributes, which the stream's record time
-    cannot carry); the watermarks are the stream's either way.
+    (and no Python UDF after it is pushed into the branches before it). ``rowtime``
+    (``sql.Materialized``) says where the event time comes from: ``sql.RECORD_TIME``, the
+    view's one time attribute, carried as the stream's record time; ``sql.COLUMN``, the
+    view's own plain ``row_time`` column (for a view with two time attributes, which the
+    record time cannot carry); the watermarks are the stream's either way. A view
+    without one (``None``) keeps its columns as they are; with ``proctime`` its
+    ``proc_time`` is a processing-time attribute of the new stream.
 
     The stream carries the table runtime's own rows (``RowData``), not ``Row``: PyFlink's
     ``to_data_stream`` converts every field of every record to a Java object and back,
     which the bench's profile showed among the job's hottest frames.
     """
+    if rowtime not in (sql.RECORD_TIME, sql.COLUMN, None):
+        raise ValueError(f"materialize {view}: rowtime must be {sql.RECORD_TIME!r}, "
+                         f"{sql.COLUMN!r} or None, not {rowtime!r}")
     table = t_env.from_path(view)
     if proctime:
         table = table.drop_columns(col("proc_time"))
@@ -91,11 +95,11 @@ def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
     j_stream = t_env._j_tenv.toDataStream(j_table, internal)
     if names is not None:
         names.claim(j_stream.getTransformation(), label or view)
-    if rowtime_column:
+    if rowtime == sql.COLUMN:
         j_schema = (Schema.new_builder().watermark("row_time", "SOURCE_WATERMARK()")
                     .build()._j_schema)
         j_result = t_env._j_tenv.fromDataStream(j_stream, j_schema)
-    elif rowtime:
+    elif rowtime == sql.RECORD_TIME:
         j_schema = (Schema.new_builder()
                     .column_by_metadata("row_time", "TIMESTAMP_LTZ(3)", "rowtime")
                     .watermark("row_time", "SOURCE_WATERMARK()")
@@ -173,7 +177,7 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
             t_env.execute_sql(statement)
         for m in stage.materialized:
             materialize(t_env, m.view, m.name, rowtime=m.rowtime, proctime=m.proctime,
-                        rowtime_column=m.rowtime_column, names=names, label=m.label)
+                        names=names, label=m.label)
     statements = t_env.create_statement_set()
     for insert in sql.render(sql.INSERTS, params):
         statements.add_insert_sql(insert)

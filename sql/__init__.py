@@ -30,23 +30,29 @@ INSERTS = "30_inserts.sql"
 EVENT_TIME = "event_time.sql"
 
 
+# Where a materialized view's event time ``row_time`` comes from (``Materialized.rowtime``).
+RECORD_TIME = "record"  # the view's one time attribute, carried as the stream's record time
+COLUMN = "column"  # its own plain ``row_time`` column (a view with two, e.g. an outer join's)
+
+
 @dataclass(frozen=True)
 class Materialized:
     """A view computed once as ``name``.
 
-    With ``rowtime``, its event time is ``row_time``: the view's one time attribute,
-    or (``rowtime_column``, for a view with two, such as an outer join's) its own plain
-    ``row_time`` column, never NULL, with the watermarks of the stream. With
-    ``proctime``, its ``proc_time`` column is replaced by a processing-time attribute of
-    the new stream (the round trip turns a time attribute into a plain timestamp).
+    ``rowtime`` says where its event time ``row_time`` comes from: ``RECORD_TIME`` (the
+    view's one time attribute) or ``COLUMN`` (its own plain ``row_time`` column, never
+    NULL, for a view with two time attributes, which the record time cannot carry);
+    either way with the watermarks of the stream. ``None``: no event time, the columns as
+    they are. With ``proctime``, its ``proc_time`` column is replaced by a
+    processing-time attribute of the new stream (the round trip turns a time attribute
+    into a plain timestamp).
     """
 
     view: str
     name: str
     label: str  # what its operators do, as the web UI names them
-    rowtime: bool = True
+    rowtime: str | None = RECORD_TIME
     proctime: bool = False
-    rowtime_column: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,8 @@ class Stage:
     materialized: tuple[Materialized, ...] = ()
 
 
-def _once(view: str, label: str, rowtime: bool = True, proctime: bool = False) -> Materialized:
+def _once(view: str, label: str, rowtime: str | None = RECORD_TIME,
+          proctime: bool = False) -> Materialized:
     return Materialized(view, f"{view}_once", label, rowtime, proctime)
 
 
@@ -74,16 +81,16 @@ STAGES = (
                        _once("weight_outcomes", "first seen (weights)"))),
     # Joined once: the diffs and the unmatched records are two outputs of one join
     # state; each output once, shared by its sink and the metrics stage.
-    Stage(JOIN, (Materialized("pairs", "pairs_once", "join", rowtime_column=True),
-                 _once("dead_letters", "dead letters", rowtime=False))),
-    Stage(PAIRS, (_once("diffs", "diffs"), _once("unmatched", "unmatched", rowtime=False))),
+    Stage(JOIN, (_once("pairs", "join", rowtime=COLUMN),
+                 _once("dead_letters", "dead letters", rowtime=None))),
+    Stage(PAIRS, (_once("diffs", "diffs"), _once("unmatched", "unmatched", rowtime=None))),
     # The rules' running figures once each, shared by the rules and the metrics stage.
-    Stage(WINDOW, (_once("window_errors", "windows", rowtime=False),
-                   _once("window_running", "window rule: running error", rowtime=False,
+    Stage(WINDOW, (_once("window_errors", "windows", rowtime=None),
+                   _once("window_running", "window rule: running error", rowtime=None,
                          proctime=True),
-                   _once("change_running", "change rule: last errors", rowtime=False,
+                   _once("change_running", "change rule: last errors", rowtime=None,
                          proctime=True))),
-    Stage(RULES, (_once("retrain_events", "trigger", rowtime=False),)),
+    Stage(RULES, (_once("retrain_events", "trigger", rowtime=None),)),
     Stage(METRICS),
 )
 
