@@ -173,6 +173,9 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
              for table, options in connectors.sink_options().items()}
     names = OperatorNames()
     for stage in sql.STAGES:
+        if stage.bundle_time is not None:
+            t_env.get_config().set("python.fn-execution.bundle.time",
+                                   str(getattr(settings, stage.bundle_time)))
         for statement in sql.render(stage.file, {**params, **sinks}):
             t_env.execute_sql(statement)
         for m in stage.materialized:

@@ -57,10 +57,18 @@ class Materialized:
 
 @dataclass(frozen=True)
 class Stage:
-    """One SQL file of the job and the views materialized after it."""
+    """One SQL file of the job and the views materialized after it.
+
+    ``bundle_time`` names the setting that bounds the bundle time of the Python UDFs in
+    this file (PyFlink's ``python.fn-execution.bundle.time``, per operator): the job sets
+    it before the file's statements, and it holds for every stage after until another
+    sets it. A Python operator takes the value when the planner translates it, which is
+    when its view is materialized, or for the last stage's, when the INSERTs are.
+    """
 
     file: str
     materialized: tuple[Materialized, ...] = ()
+    bundle_time: str | None = None
 
 
 def _once(view: str, label: str, rowtime: str | None = RECORD_TIME,
@@ -73,9 +81,12 @@ def _once(view: str, label: str, rowtime: str | None = RECORD_TIME,
 STAGES = (
     Stage(SINKS),
     # Predicted once, shared by every branch (the UDF is not deterministic: a model swap).
-    Stage(SCORE, (_once("measurement_scored", "score"),)),
-    # Parsed once: the join and the dead-letter sink read one weight stream.
-    Stage(WEIGHTS, (_once("weight_validated", "parse weights"),)),
+    # Its bundles bound the predictions' latency (bundle_time_ms).
+    Stage(SCORE, (_once("measurement_scored", "score"),), bundle_time="bundle_time_ms"),
+    # Parsed once: the join and the dead-letter sink read one weight stream. No
+    # prediction waits for a weight: longer bundles, fewer round trips.
+    Stage(WEIGHTS, (_once("weight_validated", "parse weights"),),
+          bundle_time="weight_bundle_time_ms"),
     # Each Fish_Id's records counted once, shared by the join and the dead letters.
     Stage(FIRST_SEEN, (_once("measurement_outcomes", "first seen (measurements)"),
                        _once("weight_outcomes", "first seen (weights)"))),
@@ -91,7 +102,8 @@ STAGES = (
                    _once("change_running", "change rule: last errors", rowtime=None,
                          proctime=True))),
     Stage(RULES, (_once("retrain_events", "trigger", rowtime=None),)),
-    Stage(METRICS),
+    # A handful of rows per second, counted per second already.
+    Stage(METRICS, bundle_time="weight_bundle_time_ms"),
 )
 
 # The operators after the last materialized view, named by the sink they feed.

@@ -64,6 +64,28 @@ def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
     assert count("table=[[default_catalog, default_database, weight_raw") == 1
 
 
+def test_bundle_time_per_python_stage(tmp_path):
+    """The measurements' stage (the predictions' latency) has its own bundle time bound;
+    the weights' and the metrics' stages, which no prediction waits for, have theirs."""
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0,
+                             bootstrap_servers="127.0.0.1:9", bundle_time_ms=17,
+                             weight_bundle_time_ms=230)
+    bootstrap_model(settings)
+    pipeline = build_pipeline(settings)
+    pipeline.stream_graph()  # attaches the statement set; keeps the transformations
+    graph = pipeline.env._j_stream_execution_environment.getStreamGraph(False)
+    bundle_times = {}
+    for node in graph.getStreamNodes().toArray():
+        factory = node.getOperatorFactory()
+        if factory is None or "SimpleOperatorFactory" not in factory.getClass().getName():
+            continue  # sources and sinks: no operator object behind the factory
+        operator = factory.getOperator()
+        if "python" in operator.getClass().getName().lower():
+            conf = operator.getConfiguration().toMap()
+            bundle_times[node.getOperatorName()] = conf.get("python.fn-execution.bundle.time")
+    assert bundle_times == {"score": "17", "parse weights": "230", "metrics": "230"}
+
+
 def test_event_time_source_payload_parses_the_timestamp_on_the_jvm(tmp_path):
     """``event_time_source = payload``: the payload's Timestamp, bounded by the skew."""
     settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0,

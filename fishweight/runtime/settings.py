@@ -297,7 +297,15 @@ class Settings:
     bundle_time_ms: int = field(
         default=20,
         metadata={"env": "FISHWEIGHT_BUNDLE_TIME_MS",
-                  "doc": "Python UDF bundle time bound (latency cap), milliseconds"},
+                  "doc": "Python UDF bundle time bound of the measurements' stage (the "
+                         "predictions' latency cap), milliseconds"},
+    )
+    weight_bundle_time_ms: int = field(
+        default=100,
+        metadata={"env": "FISHWEIGHT_WEIGHT_BUNDLE_TIME_MS",
+                  "doc": "Python UDF bundle time bound of the weights' and the metrics' "
+                         "stages, milliseconds: no prediction waits for them (a weight's "
+                         "diff follows its measurement by the weighing delay anyway)"},
     )
     python_workers: str = field(
         default="process",
@@ -415,7 +423,8 @@ class Settings:
         if self.taskmanagers < 1:
             problems.append("taskmanagers must be >= 1")
         for name in ("max_payload_bytes", "max_species_chars", "max_length", "max_height",
-                     "max_weight", "dead_letter_payload_chars"):
+                     "max_weight", "dead_letter_payload_chars", "bundle_size",
+                     "bundle_time_ms", "weight_bundle_time_ms", "arrow_batch_size"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0")
         if self.max_clock_skew_s <= 0:
