@@ -18,9 +18,6 @@ from fishweight.sql.params import with_options
 
 SINK_TABLES = ("prediction_sink", "diff_sink", "window_sink", "retrain_sink",
                "unmatched_sink", "dead_letter_sink")
-# The one sink on the latency path (a measurement's prediction); the others linger.
-LATENCY_SINK = "prediction_sink"
-SINK_BATCH_BYTES = 64 * 1024
 
 
 class Connectors(Protocol):
@@ -111,11 +108,6 @@ class KafkaConnectors:
         out = {}
         for table, topic in topics.items():
             options = {**common, "topic": topic}
-            if table != LATENCY_SINK:
-                # Fuller batches for the broker (fewer requests per record); a backlog
-                # ran ~15 % faster with 5 ms. A prediction is sent at once.
-                options["properties.linger.ms"] = str(s.sink_linger_ms)
-                options["properties.batch.size"] = str(SINK_BATCH_BYTES)
             if s.delivery_guarantee == "exactly-once":
                 # One transactional id prefix per sink: they must not fence each other.
                 options["sink.transactional-id-prefix"] = f"{s.consumer_group}-{table}"

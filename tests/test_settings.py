@@ -131,17 +131,6 @@ def test_exactly_once_uses_transactions_and_reads_committed_records():
     assert source["properties.isolation.level"] == "read_committed"
 
 
-def test_only_the_sinks_no_prediction_waits_for_linger():
-    from fishweight.jobs.connectors import KafkaConnectors
-
-    sinks = KafkaConnectors(Settings.load(sink_linger_ms=7)).sink_options()
-    lingering = {t for t, o in sinks.items() if o.get("properties.linger.ms") == "7"}
-    assert lingering == set(sinks) - {"prediction_sink"}
-    assert "properties.linger.ms" not in sinks["prediction_sink"]
-    with pytest.raises(ValueError, match="sink_linger_ms"):
-        Settings.load(sink_linger_ms=-1)
-
-
 def test_suffixed_renames_every_topic_and_the_consumer_group_only():
     s = Settings.load(state_dir="/tmp/x")
     t = s.suffixed("7-ab", parallelism=2)

@@ -315,13 +315,6 @@ class Settings:
                          "process per Python operator, locally and on a cluster "
                          "(docs/performance.md)"},
     )
-    sink_linger_ms: int = field(
-        default=5,
-        metadata={"env": "FISHWEIGHT_SINK_LINGER_MS",
-                  "doc": "Kafka producer `linger.ms` of the sinks no prediction waits for "
-                         "(diffs, windows, retrain events, unmatched, dead letters): fuller "
-                         "batches; the prediction sink sends at once (0)"},
-    )
     buffer_timeout_ms: int = field(
         default=10,
         metadata={"env": "FISHWEIGHT_BUFFER_TIMEOUT_MS",
@@ -434,8 +427,6 @@ class Settings:
                      "bundle_time_ms", "weight_bundle_time_ms", "arrow_batch_size"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0")
-        if self.sink_linger_ms < 0:
-            problems.append("sink_linger_ms must be >= 0")
         if self.max_clock_skew_s <= 0:
             problems.append("max_clock_skew_s must be > 0")
         for name, allowed in CHOICES.items():
