@@ -143,6 +143,13 @@ def flink_config(settings: Settings, *, local: bool,
     if settings.checkpoint_interval_s > 0:
         interval_ms = int(settings.checkpoint_interval_s * 1000)
         conf["execution.checkpointing.interval"] = f"{interval_ms} ms"
+        # Flink triggers the first checkpoint at a random time between the minimum
+        # pause and the interval after the job (or a restart) begins, often before the
+        # Python workers have started (~5 s): a trigger while a task is not running yet
+        # counts as a failed checkpoint. With the pause as long as the interval, the
+        # first one comes one interval in; later ones come an interval after the last
+        # one ended, which lengthens the period by a checkpoint's duration.
+        conf["execution.checkpointing.min-pause"] = f"{interval_ms} ms"
     if restore_from:
         conf["execution.state-recovery.path"] = restore_from
     if local:
