@@ -94,6 +94,9 @@ def flink_config(settings: Settings, *, local: bool,
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         "python.fn-execution.bundle.size": str(settings.bundle_size),
+        # The job-wide bound; each Python stage sets its own as the planner translates it
+        # (sql.Stage.bundle_time, jobs/predict.py), so this holds only for a stage that
+        # sets none.
         "python.fn-execution.bundle.time": str(settings.bundle_time_ms),
         "python.fn-execution.arrow.batch.size": str(settings.arrow_batch_size),
         # With managed memory, the Python operators of a slot share one worker process;
