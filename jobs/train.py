@@ -48,7 +48,7 @@ class TrainerService:
     def __init__(self, settings: Settings, trainer: Trainer | None = None) -> None:
         self.settings = settings
         self.trainer = trainer or Trainer(settings)
-        self.metrics = TrainerMetrics()
+        self.metrics = TrainerMetrics(self.trainer.stats)
         self._stop = threading.Event()
         if settings.trainer_metrics_port:
             # Before Kafka: a taken port is a clear error at once.
@@ -102,7 +102,6 @@ class TrainerService:
 
     def _dead_letter(self, message, reason: str) -> None:
         self.trainer.stats.invalid_records += 1
-        self.metrics.dead_letters.inc()
         log.error("unreadable record %s[%d]@%d: %s", message.topic, message.partition,
                   message.offset, reason)
         text, size, sha256 = payload_evidence(message.value,
@@ -125,7 +124,7 @@ class TrainerService:
                 action()
                 return True
             except StoreError as exc:
-                self.metrics.store_errors.inc()
+                self.trainer.stats.store_errors += 1
                 log.warning("training store unavailable while %s (%s); retrying in %.1f s",
                             what, exc, delay)
                 if self._stop.wait(delay):
@@ -145,7 +144,6 @@ class TrainerService:
             if not self._retrying(lambda r=records: self.trainer.store_diffs(r),
                                   "storing diffs"):
                 return
-            self.metrics.records_stored.inc(len(records))
             self._commit(tp, messages[-1].offset + 1)
 
     def _catch_up_diffs(self, event: dict, max_s: float = CHANGE_WAIT_S) -> None:
@@ -221,7 +219,6 @@ class TrainerService:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad event must not stop the trainer
             decision = self.trainer.fail(event, exc)
-        self.metrics.events.inc()
         self._decided(decision, started)
 
     def _decided(self, decision: Decision | None, started: float) -> None:

@@ -12,17 +12,22 @@ Names (all ``fishweight_trainer_*``; docs/metrics.md has the table):
 - ``records_stored_total``, ``dead_letters_total``: diffs stored; records refused
 - ``store_errors_total``: store calls that failed (each is retried)
 
+The counters are the trainer's own counts (``TrainerStats``), read at each scrape: one
+count of each thing, which also covers a promotion recovered when the trainer starts.
 A private registry, so several trainers (the tests) can live in one process.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from fishweight.models.decisions import Decision
+from fishweight.models.decisions import Decision, TrainerStats
 from fishweight.runtime.processes import PortInUse
 
 log = logging.getLogger(__name__)
@@ -30,12 +35,33 @@ log = logging.getLogger(__name__)
 PREFIX = "fishweight_trainer"
 
 
+class _StatsCollector(Collector):
+    """The counters, from ``TrainerStats`` at scrape time."""
+
+    def __init__(self, stats: TrainerStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        for name, doc, value in (
+                ("events", "Retrain events received", s.retrain_events),
+                ("records_stored", "Joined records stored", s.diffs_stored),
+                ("dead_letters", "Records the trainer could not read", s.invalid_records),
+                ("store_errors", "Store calls that failed (and were retried)",
+                 s.store_errors)):
+            yield CounterMetricFamily(f"{PREFIX}_{name}", doc, value=value)
+        decisions = CounterMetricFamily(f"{PREFIX}_decisions", "Trainer decisions",
+                                        labels=["action", "reason"])
+        for reason, actions in sorted(s.decisions.items()):
+            for action, n in sorted(actions.items()):
+                decisions.add_metric([action, reason], n)
+        yield decisions
+
+
 class TrainerMetrics:
-    def __init__(self) -> None:
+    def __init__(self, stats: TrainerStats) -> None:
         self.registry = r = CollectorRegistry()
-        self.events = Counter(f"{PREFIX}_events", "Retrain events received", registry=r)
-        self.decisions = Counter(f"{PREFIX}_decisions", "Trainer decisions",
-                                 ["action", "reason"], registry=r)
+        r.register(_StatsCollector(stats))
         self.decision_seconds = Histogram(
             f"{PREFIX}_decision_seconds", "Fitting, gating and publishing one candidate",
             ["reason"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
@@ -46,16 +72,10 @@ class TrainerMetrics:
                                    registry=r)
         self.model_version = Gauge(f"{PREFIX}_model_version", "The version CURRENT names",
                                    registry=r)
-        self.records_stored = Counter(f"{PREFIX}_records_stored", "Joined records stored",
-                                      registry=r)
-        self.dead_letters = Counter(f"{PREFIX}_dead_letters",
-                                    "Records the trainer could not read", registry=r)
-        self.store_errors = Counter(f"{PREFIX}_store_errors",
-                                    "Store calls that failed (and were retried)", registry=r)
         self._server: WSGIServer | None = None
 
     def decided(self, decision: Decision, seconds: float) -> None:
-        self.decisions.labels(decision.action, decision.reason).inc()
+        """The figures of one decision (the decision itself is counted in the stats)."""
         if "candidate_loo" in decision.gate:
             self.decision_seconds.labels(decision.reason).observe(seconds)
             self.candidate_error.set(decision.gate["candidate_loo"])

@@ -78,16 +78,30 @@ CHANGE_WAIT_S = 5.0  # the trainer waits at most this long for change_min_record
 
 @dataclass
 class TrainerStats:
+    """What the trainer did since it started: each count kept here only.
+
+    The trainer's Prometheus counters read it at every scrape
+    (``fishweight.jobs.trainer_metrics``), so they count a promotion recovered at the
+    start too.
+    """
+
     diffs_stored: int = 0
-    invalid_records: int = 0
-    retrain_events: int = 0
+    invalid_records: int = 0  # records of either topic the trainer could not read
+    retrain_events: int = 0   # events decided (a failed decision included)
     refinements: int = 0
+    store_errors: int = 0     # store calls that failed (each is retried)
     promoted: int = 0
     not_promoted: int = 0
     skipped_stale: int = 0
     skipped_too_few: int = 0
     skipped_duplicate: int = 0
     failed: int = 0
+    decisions: dict[str, dict[str, int]] = field(default_factory=dict)  # reason -> action -> n
+
+    def count_decision(self, decision: Decision) -> None:
+        setattr(self, decision.action, getattr(self, decision.action) + 1)
+        actions = self.decisions.setdefault(decision.reason, {})
+        actions[decision.action] = actions.get(decision.action, 0) + 1
 
 
 @dataclass
@@ -114,6 +128,11 @@ def window_key(event: dict[str, Any]) -> str:
     if event.get("Rule") == "change":
         return json.dumps(["change", species, event.get("ModelVersionMax")])
     return json.dumps([event.get("WindowStart"), species])
+
+
+def rule_of(event: dict[str, Any]) -> str:
+    """The rule that raised a retrain event: the reason of a decision that fitted nothing."""
+    return "change" if event.get("Rule") == "change" else "window"
 
 
 def window_end_epoch_ms(event: dict[str, Any]) -> int | None:
@@ -202,7 +221,7 @@ class Trainer:
         self.stats.diffs_stored += self.store.append(records)
 
     def _record(self, decision: Decision) -> Decision:
-        setattr(self.stats, decision.action, getattr(self.stats, decision.action) + 1)
+        self.stats.count_decision(decision)
         self.decisions_path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(asdict(decision), sort_keys=True).encode() + b"\n"
         with open(self.decisions_path, "ab+") as fh:
@@ -220,11 +239,14 @@ class Trainer:
         """Record that handling an event failed; the trainer goes on with the next one."""
         log.exception("retrain event failed: %s", exc)
         self._decided_windows.add(window_key(event))
-        return self._record(Decision("failed", event, f"{type(exc).__name__}: {exc}"[:500]))
+        self.stats.retrain_events += 1
+        return self._record(Decision("failed", event, f"{type(exc).__name__}: {exc}"[:500],
+                                     reason=rule_of(event)))
 
     def handle_retrain(self, event: dict[str, Any]) -> Decision:
+        decision = self._decide(event)  # a StoreError: the event is handled again later
         self.stats.retrain_events += 1
-        decision = self._record(self._decide(event))
+        decision = self._record(decision)
         if decision.action != "skipped_duplicate":
             self._decided_windows.add(window_key(event))
         log.info("retrain event for %s %s..%s (ErrorAvg %.3f, Count %s): %s - %s",
@@ -237,13 +259,13 @@ class Trainer:
         current = self.registry.load_current()
         if window_key(event) in self._decided_windows:
             return Decision("skipped_duplicate", event, "this window was already decided",
-                            current_version=current.version)
+                            reason=rule_of(event), current_version=current.version)
         scored_by = [v for v in event.get("ModelVersions") or [] if v is not None]
         if not scored_by or min(scored_by) < current.version:
             return Decision("skipped_stale", event,
                             f"window scored by version(s) {sorted(scored_by)}, "
                             f"version {current.version} is current and had no full window yet",
-                            current_version=current.version)
+                            reason=rule_of(event), current_version=current.version)
         change = self.change_of(event, current)
         if change is not None:
             return self._adapt(current, *change, event, "change")

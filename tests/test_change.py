@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fishweight.jobs.trainer_metrics import TrainerMetrics
 from fishweight.models.bootstrap import bootstrap_frame, bootstrap_model
 from fishweight.models.decisions import Trainer, window_key
 from fishweight.models.estimator import refit_species
@@ -217,4 +218,11 @@ def test_a_promotion_whose_decision_was_lost_is_recovered_and_not_decided_twice(
     assert restarted.handle_retrain(event).action == "skipped_duplicate"  # the redelivery
     assert [d["action"] for d in read_decisions(trainer.settings)] == [
         "promoted", "skipped_duplicate"]
+    # Prometheus counts what the stats count: the recovered promotion too.
+    registry = TrainerMetrics(restarted.stats).registry
+    decided = {(s.labels["action"], s.labels["reason"]): s.value
+               for m in registry.collect() for s in m.samples
+               if s.name == "fishweight_trainer_decisions_total"}
+    assert decided == {("promoted", "change"): 1, ("skipped_duplicate", "change"): 1}
+    assert registry.get_sample_value("fishweight_trainer_events_total") == 1
     assert Trainer(trainer.settings, store=trainer.store).stats.promoted == 0  # once only
