@@ -8,14 +8,13 @@ puts the first trigger one interval after the job begins to run.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from fishweight.jobs.predict import build_pipeline
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.runtime.flink_rest import completed_checkpoints, local_url, rest
 from fishweight.runtime.processes import free_port
+from tests.cluster_helpers import wait
 from tests.conftest import fresh_settings
 
 pytestmark = pytest.mark.slow  # a real broker and MiniCluster
@@ -30,10 +29,8 @@ def test_the_first_checkpoint_comes_one_interval_after_the_start(kafka, tmp_path
     job = build_pipeline(settings).execute_async()
     job_id = str(job.get_job_id())
     try:
-        deadline = time.monotonic() + 90
-        while completed_checkpoints(url, job_id) < 1:
-            assert time.monotonic() < deadline, "no checkpoint completed"
-            time.sleep(0.5)
+        wait("a checkpoint completed", lambda: completed_checkpoints(url, job_id) >= 1, 90,
+             every_s=0.5)
         stats = rest(url, f"/jobs/{job_id}/checkpoints", timeout_s=10)
         running_since = rest(url, f"/jobs/{job_id}", timeout_s=10)["timestamps"]["RUNNING"]
     finally:

@@ -18,7 +18,7 @@ from fishweight.jobs.predict import build_pipeline
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.runtime.flink_rest import completed_checkpoints, local_url, rest
 from fishweight.runtime.processes import free_port
-from tests.cluster_helpers import python_workers
+from tests.cluster_helpers import python_workers, wait
 from tests.conftest import fresh_settings
 from tests.live_helpers import Feeder, PredictionReader
 
@@ -40,10 +40,8 @@ def test_killed_python_workers_lose_no_prediction(kafka, tmp_path):
     feeder.start()
     try:
         assert reader.wait_for(lambda: len(reader.versions) >= 40, 120), "no predictions"
-        deadline = time.monotonic() + 60
-        while completed_checkpoints(local_url(port), job_id) < 1:
-            assert time.monotonic() < deadline, "no checkpoint completed"
-            time.sleep(0.5)
+        wait("a checkpoint completed",
+             lambda: completed_checkpoints(local_url(port), job_id) >= 1, 60, every_s=0.5)
         workers = python_workers(os.getpid())
         assert workers, "found no Python worker to kill"
         for pid in workers:
