@@ -10,7 +10,9 @@
 --   Species   the species it is about (NULL for dead letters)
 --   Detail    a class: a dead letter's reason class ({reason_class}: the prefixes of
 --             fishweight/records.py, REASON_CLASSES), an unmatched record's reason
---             class, a retrain event's rule
+--             class, a retrain event's rule, a running window's start (epoch ms: joined
+--             records arrive out of event-time order across partitions, and the gauge
+--             follows the species' newest window, not the one that heard last)
 --   Value     a figure whose latest value is kept: a closed window's ErrorAvg, the
 --             running ErrorAvg of a species' current window, the number of the change
 --             rule's last {change_records} errors over the threshold
@@ -35,7 +37,8 @@ FROM (
     SELECT CAST('retrain' AS STRING), Species[1], `Rule`, CAST(NULL AS DOUBLE)
     FROM retrain_events_once
     UNION ALL
-    SELECT CAST('window_running' AS STRING), Species, CAST(NULL AS STRING), ErrorAvg
+    SELECT CAST('window_running' AS STRING), Species,
+           CAST(Timestamp_End - MOD(Timestamp_End, {window_ms}) AS STRING), ErrorAvg
     FROM window_running_once
     UNION ALL
     SELECT CAST('change_running' AS STRING), Species, CAST(NULL AS STRING),

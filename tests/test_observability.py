@@ -102,31 +102,48 @@ def run(kafka, tmp_path_factory):
                             ("unmatched", s.topic_unmatched),
                             ("dead_letters", s.topic_dead_letter)):
             topics[name] = read_values(s, topic)  # until 5 s without news
-        # The metrics stage counts per second and the trainer stores as it reads.
+        # The metrics stage counts per second. The trainer stores as it reads, counts
+        # a decision after a fit and may refine a model later: wait until it stored
+        # every diff, decided every event and two scrapes a second apart agree with
+        # each other and with the registry.
         time.sleep(4)
+        registry = ModelRegistry.for_settings(s)
         deadline = time.monotonic() + 60
+        trainer_samples = scrape(metrics_url(s.trainer_metrics_port))
         while time.monotonic() < deadline:
-            trainer_samples = scrape(metrics_url(s.trainer_metrics_port))
-            stored = sum(x.value for x in trainer_samples
-                         if x.name == "fishweight_trainer_records_stored_total")
-            if stored >= len(topics["diffs"]):
-                break
             time.sleep(1)
+            before, current = trainer_samples, registry.current_version()
+            trainer_samples = scrape(metrics_url(s.trainer_metrics_port))
+            figures = {x.name: x.value for x in trainer_samples}
+            decided = sum(x.value for x in trainer_samples
+                          if x.name == "fishweight_trainer_decisions_total")
+            if (figures.get("fishweight_trainer_records_stored_total", 0) >= len(topics["diffs"])
+                    and decided >= len(topics["retrains"])
+                    and figures.get("fishweight_trainer_model_version") == current
+                    and _values(before) == _values(trainer_samples)):
+                break
         yield {
             "settings": s, "url": url, "job_id": job_id, "topics": topics,
             "job_samples": scrape(metrics_url(s.metrics_port)),
-            "trainer_samples": scrape(metrics_url(s.trainer_metrics_port)),
+            "trainer_samples": trainer_samples,
             "sent": {"measurements": len(measurements) + len(HOSTILE),
                      "weights": len(weights)},
             "status": _status(s),
             "vertices": [v["name"] for v in rest(url, f"/jobs/{job_id}")["vertices"]],
-            "current": ModelRegistry.for_settings(s).current_version(),
+            "current": registry.current_version(),
         }
     finally:
         stop.set()
         thread.join(30)
         job.stop()
     assert not thread.is_alive()
+
+
+def _values(samples) -> dict:
+    """A scrape's figures, without the ones that move on their own (time, process)."""
+    return {(x.name, tuple(sorted(x.labels.items()))): x.value for x in samples
+            if x.name.startswith("fishweight_trainer_") and "seconds" not in x.name
+            and "age" not in x.name}
 
 
 def _status(settings, *args: str) -> tuple[int, str]:
@@ -214,8 +231,10 @@ def test_the_trainers_prometheus_metrics_match_what_it_did(run):
     value = lambda name, **labels: samples.get((name, tuple(sorted(labels.items()))))  # noqa: E731
     assert value("fishweight_trainer_records_stored_total") == len(t["diffs"])
     assert value("fishweight_trainer_events_total") == len(t["retrains"])
-    decisions = {dict(k[1])["action"]: v for k, v in samples.items()
-                 if k[0] == "fishweight_trainer_decisions_total"}
+    decisions = Counter()  # by action, over the reasons
+    for (name, labels), v in samples.items():
+        if name == "fishweight_trainer_decisions_total":
+            decisions[dict(labels)["action"]] += v
     assert sum(decisions.values()) >= len(t["retrains"]), decisions
     assert value("fishweight_trainer_model_version") == run["current"]
     assert value("fishweight_trainer_dead_letters_total") == 0

@@ -50,6 +50,7 @@ class SpeciesMetrics:
     retrains: Counter
     last_window_ppm: int = -1
     window_ppm: int = -1
+    window_start_ms: int = -1  # the newest window the running figure is from
     change_over: int = -1
 
     @classmethod
@@ -62,6 +63,16 @@ class SpeciesMetrics:
         group.gauge("windowErrorAvgPpm", lambda: metrics.window_ppm)
         group.gauge("changeErrorsOver", lambda: metrics.change_over)
         return metrics
+
+    def running_window(self, start_ms: int, error_avg: float) -> None:
+        """A window's running ErrorAvg, kept if the window is the newest seen so far.
+
+        Joined records arrive out of event-time order across partitions: a late record
+        of an older window must not move the gauge back.
+        """
+        if start_ms >= self.window_start_ms:
+            self.window_start_ms = start_ms
+            self.window_ppm = ppm(error_avg)
 
 
 @dataclass
@@ -141,8 +152,8 @@ class ObservePipeline(ScalarFunction):
                 metrics.retrains.inc(n)
             elif k == "window_running":
                 metrics.joined.inc(n)
-                if pd.notna(last):
-                    metrics.window_ppm = ppm(last)
+                if pd.notna(last) and isinstance(d, str):
+                    metrics.running_window(int(d), last)
             elif k == "change_running" and pd.notna(last):
                 metrics.change_over = int(last)
         return pd.Series([True] * len(kind))
