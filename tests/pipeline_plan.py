@@ -285,12 +285,17 @@ def check_retrain_fires_early_once_per_drifting_window(run):
 
 def check_change_rule_fires_once_per_species_and_version(run):
     """m of the last k errors of a species over the threshold: one event per species and
-    model version: walleye in window 1, salmon in window 1 or (another arrival order at
-    parallelism 2) in window 4; the version then had its event. With the records the
-    rule looked at."""
+    model version at most; the version then had its event. With the records the rule
+    looked at. Every walleye error is over the threshold, so walleye fires in any arrival
+    order. Salmon's large errors (windows 1 and 4) fire it when they arrive close
+    together; read from 3 partitions by 2 subtasks they may arrive spread among its
+    small ones (arrival order is the rule's order), so salmon may not fire (seen once in
+    CI)."""
     settings, out = run.settings, run.out
     changes = [e for e in out.values("retrains") if e["Rule"] == "change"]
-    assert sorted(e["Species"] for e in changes) == [["salmon"], ["walleye"]], changes
+    fired = Counter(e["Species"][0] for e in changes)
+    assert fired["walleye"] == 1 and set(fired) <= {"salmon", "walleye"}, changes
+    assert max(fired.values()) == 1, changes
     observed = {d["Fish_Id"]: d for d in out.values("diffs")}
     for event in changes:
         (species,) = event["Species"]
