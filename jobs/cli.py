@@ -199,6 +199,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from fishweight.jobs.bench import PARTS, BenchConfig, run_bench
     from fishweight.jobs.bench.output import table, write
 
+    if args.ab:
+        return _bench_ab(args, settings)
     config = BenchConfig.quick() if args.quick else BenchConfig()
     if args.rates:
         config.rates = tuple(int(r) for r in args.rates.split(","))
@@ -213,6 +215,21 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     results = run_bench(settings, config, parts)
     print(table(results))
     print(f"results: {write(results, settings)}")
+    return 0
+
+
+def _bench_ab(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from fishweight.jobs.bench import ab
+
+    base, _, new = args.ab.partition("..")
+    result = ab.bench_ab(settings, base, new or ab.WORKTREE, args.pairs, args.ab_fish,
+                         args.ab_parallelism)
+    print(ab.table(result))
+    out = Path(settings.state_dir) / "bench" / f"ab-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"results: {out}")
     return 0
 
 
@@ -307,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", default="", help="latency rates per second, e.g. 100,1000,5000")
     p.add_argument("--rate-seconds", type=float, default=0.0,
                    help="seconds per latency rate (default 60, --quick 20)")
+    p.add_argument("--ab", default="", metavar="BASE[..NEW]",
+                   help="instead of the parts: the full job's throughput at two commits, "
+                        "interleaved (NEW default: this working tree), and each pair's ratio")
+    p.add_argument("--pairs", type=int, default=5, help="--ab: runs of each commit")
+    p.add_argument("--ab-fish", type=int, default=125_000, help="--ab: fish per run")
+    p.add_argument("--ab-parallelism", type=int, default=1, help="--ab: the jobs' parallelism")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", parents=[parent], help="redraw the report of a finished run")

@@ -53,3 +53,25 @@ def test_load_generator_sends_the_burst_then_the_paced_fish_with_their_weights(s
     # burst is warm-up, never measured).
     assert 0 < counted == sum(now_ms + 500 <= t < now_ms + 60_000
                               for fish, t in by_id.items() if fish > 7)
+
+
+def test_ab_runs_each_commits_own_code_and_measures_it(tmp_path):
+    """``fishweight bench --ab``: a commit is installed apart and its run imports it."""
+    from pathlib import Path
+
+    from fishweight.jobs.bench import ab
+
+    head = ab.resolve("HEAD")
+    assert len(head) == 40 and ab.resolve(ab.WORKTREE) == ab.WORKTREE
+    site = ab.install(head, tmp_path / "ab")
+    assert (site / "fishweight" / "sql" / "10_score.sql").is_file()  # package data too
+    assert ab.install(head, tmp_path / "ab") == site  # kept for the next call
+    # run_once raises unless the run imported the commit's code from `site`.
+    rate = ab.run_once(site, tmp_path / "state", "ab-test", 2_000, 1, tmp_path / "run.log")
+    assert rate > 0
+    assert ab.install(ab.WORKTREE, tmp_path / "ab") is None  # the code installed here
+    result = {"base": head, "new": ab.WORKTREE, "records_per_s": {"base": [2.0, 4.0],
+                                                                   "new": [3.0, 4.0]},
+              "ratios": [1.5, 1.0], "median_ratio": 1.25, "mean_ratio_of_means": 7 / 6}
+    assert "| 1 | 2 | 3 | 1.50x |" in ab.table(result) and "**1.25x**" in ab.table(result)
+    assert Path(tmp_path / "run.log").exists()

@@ -21,6 +21,9 @@ p. ``profile``: where the full job spends its time on a backlog: per task (Flink
 f. ``http_baseline``: the tutorial's architecture: one HTTP request per measurement to a
    single-threaded model server with the same model, sequentially; compared with a.
 
+``ab`` is not a part: ``fishweight bench --ab BASE[..NEW]`` runs the throughput of the
+full job at two commits in interleaved pairs (the way docs/performance.md compares them).
+
 ``load`` holds what the parts send (the latency part's generator runs in its own
 process, ``python -m fishweight.jobs.bench generate``), ``output`` the table and the JSON.
 Nothing here is asserted: the JSON goes to ``<state_dir>/bench/``.
