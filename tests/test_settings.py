@@ -137,3 +137,14 @@ def test_suffixed_renames_every_topic_and_the_consumer_group_only():
     assert t.all_topics == [f"{name}-7-ab" for name in s.all_topics]
     assert t.consumer_group == f"{s.consumer_group}-7-ab"
     assert t.parallelism == 2 and t.state_dir == s.state_dir
+
+
+def test_every_sink_lingers_as_set_and_a_negative_linger_is_refused():
+    from fishweight.jobs.connectors import KafkaConnectors
+
+    assert Settings.load().sink_linger_ms == 5  # Kafka 4.0's producer default
+    for linger in (0, 20):
+        sinks = KafkaConnectors(Settings.load(sink_linger_ms=linger)).sink_options()
+        assert {o["properties.linger.ms"] for o in sinks.values()} == {str(linger)}
+    with pytest.raises(ValueError, match="sink_linger_ms must be >= 0"):
+        Settings.load(sink_linger_ms=-1)

@@ -315,6 +315,13 @@ class Settings:
                          "process per Python operator, locally and on a cluster "
                          "(docs/performance.md)"},
     )
+    sink_linger_ms: int = field(
+        default=5,
+        metadata={"env": "FISHWEIGHT_SINK_LINGER_MS",
+                  "doc": "Kafka producer `linger.ms` of every sink (Kafka 4.0's default): "
+                         "a record waits up to this long for others to share its batch; "
+                         "0 sends each at once (docs/performance.md)"},
+    )
     buffer_timeout_ms: int = field(
         default=10,
         metadata={"env": "FISHWEIGHT_BUFFER_TIMEOUT_MS",
@@ -429,6 +436,8 @@ class Settings:
                 problems.append(f"{name} must be > 0")
         if self.max_clock_skew_s <= 0:
             problems.append("max_clock_skew_s must be > 0")
+        if self.sink_linger_ms < 0:
+            problems.append("sink_linger_ms must be >= 0")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of: {', '.join(allowed)}")
