@@ -193,3 +193,20 @@ def test_the_udf_frame_carries_dead_letter_evidence_and_never_raises():
     assert bad["payload_size"] == 3002
     assert bad["payload_sha256"] == hashlib.sha256(payloads[1]).hexdigest()
     assert empty["reason"] == "empty record" and empty["payload_size"] is None
+
+
+@pytest.mark.parametrize("unit, tz", [("ms", None), ("ns", None), ("ns", "UTC"), ("ms", "UTC")])
+def test_the_frame_reads_kafka_times_in_any_unit_and_keeps_its_types(unit, tz):
+    """The skew rule needs the record time in ms whatever unit the batch's times come in."""
+    stamp = GOOD_M["Timestamp"]
+    times = pd.Series(pd.to_datetime([stamp, stamp + 3_601_000, None], unit="ms", utc=tz == "UTC")
+                      ).dt.as_unit(unit)
+    payloads = pd.Series([json.dumps(GOOD_M).encode()] * 3)
+    frame = check_frame(payloads, times, MEASUREMENT_NUMBERS, Limits())
+    on_time, skewed, no_time = frame.to_dict("records")
+    assert on_time["reason"] is None and on_time["Timestamp"] == stamp
+    assert skewed["reason"].startswith("implausible Timestamp")
+    assert no_time["reason"] is None  # no record time: the payload's Timestamp stands
+    assert frame["Length"].dtype == float and frame["Fish_Id"].dtype == object
+    assert check_frame(pd.Series([], dtype=object), pd.Series([], dtype="datetime64[ns]"),
+                       MEASUREMENT_NUMBERS, Limits()).columns.tolist() == list(frame.columns)

@@ -14,6 +14,7 @@ Fish_Id when that alone is valid (every other field is NULL).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -38,6 +39,11 @@ class Limits:
                                                 ("Weight", 1000.0))
     max_clock_skew_s: float = 3600.0
     dead_letter_payload_chars: int = 1024
+
+    @functools.cached_property
+    def maxima(self) -> dict[str, float]:
+        """``max_value`` as a dict, built once (every record is checked against it)."""
+        return dict(self.max_value)
 
     @classmethod
     def from_settings(cls, settings) -> Limits:
@@ -115,7 +121,7 @@ def _check_fields(raw: bytes | None, numbers: tuple[str, ...], limits: Limits,
         return _reject(out, f"not a JSON object but {type(record).__name__}")
     # A rejected record keeps its Fish_Id when that is valid: the job can then tell a
     # weight that its fish's measurement was rejected (and the dead letter names it).
-    fish_id, _ = record_id(record.get("Fish_Id"), "Fish_Id")
+    fish_id, fish_id_problem = record_id(record.get("Fish_Id"), "Fish_Id")
     out["Fish_Id"] = fish_id
     # The tutorial's producers send no Timestamp: like ksqlDB, the job then takes the
     # Kafka record time as the event time (sql/event_time.sql falls back to it too).
@@ -134,13 +140,14 @@ def _check_fields(raw: bytes | None, numbers: tuple[str, ...], limits: Limits,
                             f"{limits.max_species_chars}")
     if not species.isprintable():
         return _reject(out, f"Species has control characters: {species!r}")
-    ids = {"Timestamp": record_time}
-    for name in ("Fish_Id", "Timestamp"):
-        if record.get(name) is not None:
-            ids[name], problem = record_id(record[name], name)
-            if problem:
-                return _reject(out, problem)
-    maxima = dict(limits.max_value)
+    if fish_id_problem:
+        return _reject(out, fish_id_problem)
+    ids = {"Fish_Id": fish_id, "Timestamp": record_time}
+    if record.get("Timestamp") is not None:
+        ids["Timestamp"], problem = record_id(record["Timestamp"], "Timestamp")
+        if problem:
+            return _reject(out, problem)
+    maxima = limits.maxima
     values = {}
     for name in numbers:
         value = record[name]
@@ -218,27 +225,38 @@ def row_type(numbers: tuple[str, ...]):
 
 
 def _epoch_ms(times: pd.Series) -> list[int | None]:
+    """Epoch milliseconds of a batch's Kafka record times (None for NULL)."""
+    if pd.api.types.is_datetime64_any_dtype(times.dtype):
+        # One vectorized division instead of a pd.Timestamp per row (~1.4 us each); in
+        # nanoseconds first, whatever unit the batch came in (PyFlink gives [ms] or [ns]).
+        ms = (times.array.as_unit("ns").asi8 // 1_000_000).tolist()
+        if times.hasnans:
+            return [None if missing else m for m, missing in zip(ms, times.isna(), strict=True)]
+        return ms
     return [None if pd.isna(t) else int(pd.Timestamp(t).value // 1_000_000) for t in times]
 
 
 def check_frame(payloads: pd.Series, kafka_times: pd.Series, numbers: tuple[str, ...],
-           limits: Limits) -> pd.DataFrame:
+                limits: Limits) -> pd.DataFrame:
+    fields = ("reason", "Species", "Fish_Id", *numbers, "Timestamp")
     rows = []
     for payload, kafka_ms in zip(payloads, _epoch_ms(kafka_times), strict=True):
         checked = _check(payload, numbers, limits, kafka_ms)
-        evidence = (None, None, None)
+        evidence = _NO_EVIDENCE
         if checked["reason"] is not None:
             evidence = payload_evidence(_as_bytes(payload), limits.dead_letter_payload_chars)
-        rows.append({**checked, "payload_text": evidence[0], "payload_size": evidence[1],
-                     "payload_sha256": evidence[2]})
-    columns = ["reason", "Species", "Fish_Id", *numbers, "Timestamp", "payload_text",
-               "payload_size", "payload_sha256"]
-    frame = pd.DataFrame.from_records(rows, columns=columns)
-    # Rejected rows have no ids: keep Python ints and None (object dtype), which
-    # PyFlink's Arrow conversion accepts; pandas' nullable Int64 it does not.
-    for name in ("Fish_Id", "Timestamp", "payload_size"):
-        frame[name] = pd.Series([row[name] for row in rows], dtype=object)
-    return frame
+        rows.append((*(checked[name] for name in fields), *evidence))
+    columns = (*fields, *_EVIDENCE)
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    # Numbers as doubles (NaN for a rejected row); everything else keeps Python values
+    # and None (object dtype): PyFlink's Arrow conversion rejects pandas' nullable
+    # Int64, which a column of ints and None would otherwise become.
+    return pd.DataFrame({name: pd.Series(column, dtype=float if name in numbers else object)
+                         for name, column in zip(columns, values, strict=True)})
+
+
+_EVIDENCE = ("payload_text", "payload_size", "payload_sha256")
+_NO_EVIDENCE = (None, None, None)
 
 
 def parse_weight(limits: Limits = DEFAULT_LIMITS):
