@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def install(commit: str, root: Path) -> Path | None:
         with tarfile.open(archive) as tar:
             tar.extractall(tree, filter="data")
         staged = root / commit / "site.partial"
+        shutil.rmtree(staged, ignore_errors=True)  # left by an install that failed
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                         "--target", str(staged), str(tree)], check=True)
         staged.replace(site)
@@ -120,13 +122,12 @@ def bench_ab(settings: Settings, base: str, new: str, pairs: int, fish: int,
     root = Path(settings.state_dir).resolve() / "bench" / "ab"
     commits = {"base": resolve(base), "new": resolve(new)}
     sites = {role: install(commit, root) for role, commit in commits.items()}
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = root / "runs" / time.strftime("%Y%m%d-%H%M%S")  # each run's log
+    run_dir.mkdir(parents=True, exist_ok=True)
     rates: dict[str, list[float]] = {"base": [], "new": []}
     for i in range(1, pairs + 1):
         for role in ("base", "new"):
             tag = f"ab-{role}-{i}"
-            run_dir = root / "runs" / stamp
-            run_dir.mkdir(parents=True, exist_ok=True)
             rate = run_once(sites[role], root / "state" / commits[role], tag, fish,
                             parallelism, run_dir / f"{tag}.log")
             rates[role].append(rate)
