@@ -219,17 +219,14 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _bench_ab(args: argparse.Namespace, settings: Settings) -> int:
-    import time
-
     from fishweight.jobs.bench import ab
+    from fishweight.jobs.bench.output import write_json
 
     base, _, new = args.ab.partition("..")
     result = ab.bench_ab(settings, base, new or ab.WORKTREE, args.pairs, args.ab_fish,
                          args.ab_parallelism)
     print(ab.table(result))
-    out = Path(settings.state_dir) / "bench" / f"ab-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"results: {out}")
+    print(f"results: {write_json(result, settings, 'ab')}")
     return 0
 
 

@@ -89,8 +89,13 @@ def table(r: Results) -> str:
 
 
 def write(r: Results, settings: Settings) -> Path:
+    return write_json(asdict(r), settings, "bench")
+
+
+def write_json(data: dict, settings: Settings, prefix: str) -> Path:
+    """``data`` as ``<state_dir>/bench/<prefix>-<time>.json``; returns the path."""
     out_dir = Path(settings.state_dir) / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(asdict(r), indent=2, default=str) + "\n")
+    path = out_dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
     return path
