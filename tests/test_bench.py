@@ -57,7 +57,7 @@ def test_load_generator_sends_the_burst_then_the_paced_fish_with_their_weights(s
 
 def test_ab_runs_each_commits_own_code_and_measures_it(tmp_path):
     """``fishweight bench --ab``: a commit is installed apart and its run imports it."""
-    from fishweight.jobs.bench import ab
+    from fishweight.jobs.bench import ab, runs
 
     head = ab.resolve("HEAD")
     assert len(head) == 40 and ab.resolve(ab.WORKTREE) == ab.WORKTREE
@@ -65,10 +65,39 @@ def test_ab_runs_each_commits_own_code_and_measures_it(tmp_path):
     assert (site / "fishweight" / "sql" / "10_score.sql").is_file()  # package data too
     assert ab.install(head, tmp_path / "ab") == site  # kept for the next call
     # run_once raises unless the run imported the commit's code from `site`.
-    rate = ab.run_once(site, tmp_path / "state", "ab-test", 2_000, 1, tmp_path / "run.log")
-    assert rate > 0 and (tmp_path / "run.log").is_file()  # its stderr, kept for a failure
+    run = runs.run_once("job", site, tmp_path / "state", "ab-test", 2_000, 1,
+                        tmp_path / "run.log")
+    assert run["input_records"] == 4_000 and run["steady"] > 0 and run["warm"] > 0
+    assert (tmp_path / "run.log").is_file()  # its stderr, kept for a failure
     assert ab.install(ab.WORKTREE, tmp_path / "ab") is None  # the code installed here
     result = {"base": head, "new": ab.WORKTREE, "records_per_s": {"base": [2.0, 4.0],
                                                                    "new": [3.0, 4.0]},
               "ratios": [1.5, 1.0], "median_ratio": 1.25, "mean_ratio_of_means": 7 / 6}
     assert "| 1 | 2 | 3 | 1.50x |" in ab.table(result) and "**1.25x**" in ab.table(result)
+
+
+def test_throughput_part_pairs_a_passthrough_with_the_full_job_and_writes_both_rates(tmp_path):
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0)
+    config = BenchConfig(job_fish=2_000, passthrough_fish=2_000, parallelisms=(1,),
+                         throughput_pairs=1)
+    results = run_bench(settings, config, {"throughput"})
+    p1 = results.throughput["p1"]
+    for name in ("passthrough", "full_job"):
+        (run,) = p1[name]
+        assert run["input_records"] == 4_000 and run["output_span_s"] > 0
+        assert p1[f"median_{name}_steady"] == run["steady"] > 0
+    assert p1["median_ratio_steady"] == p1["full_job"][0]["steady"] / p1["passthrough"][0]["steady"]
+    assert p1["median_ratio_warm"] == p1["full_job"][0]["warm"] / p1["passthrough"][0]["warm"]
+    assert "full job / passthrough, p=1 (median of 1 pairs)" in table(results)
+    written = json.loads(write(results, settings).read_text())
+    assert written["throughput"]["p1"]["ratio_warm"] == p1["ratio_warm"]
+
+
+def test_rates_steady_over_the_whole_output_warm_over_its_second_half():
+    from fishweight.jobs.bench.runs import rates
+
+    # 9 output records: the first half over 6 s (a slow start), the second over 1 s.
+    stamps = [0, 1_500, 3_000, 4_500, 6_000, 6_250, 6_500, 6_750, 7_000]
+    r = rates(stamps, 8)
+    assert r["output_span_s"] == 7.0 and r["steady"] == 8 / 7.0
+    assert r["warm"] == 4 / 1.0  # half the input records in the 1 s from 6 s to 7 s

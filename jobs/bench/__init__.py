@@ -7,8 +7,9 @@ a. ``serving``: the prediction UDF alone on generated rows (``datagen`` -> UDF -
    ``blackhole``), default and tuned bundle settings, predictions/s; and the model
    called directly in Python (no Flink) for the ceiling.
 b. ``throughput``: the full job against a raw Kafka-to-Kafka passthrough on the same
-   topics, at parallelism 1 and 2; two input sizes, so the rate is the marginal one
-   ``(n2 - n1) / (t2 - t1)`` and start-up cancels out.
+   topics, at parallelism 1 and 2: interleaved pairs of runs, each in a process of its
+   own with a fresh broker (``runs``), each rate over its output's span (``steady``) and
+   over its output's second half (``warm``, after the JIT's warm-up).
 c. ``latency``: measurement produced -> prediction consumed, p50/p99/max, at fixed rates
    through a live job with checkpoints; restarts and failed checkpoints from REST.
 d. ``drift``: salmon, then walleye (the model knows only salmon), through a live job and
@@ -22,7 +23,8 @@ f. ``http_baseline``: the tutorial's architecture: one HTTP request per measurem
    single-threaded model server with the same model, sequentially; compared with a.
 
 ``ab`` is not a part: ``fishweight bench --ab BASE[..NEW]`` runs the throughput of the
-full job at two commits in interleaved pairs (the way docs/performance.md compares them).
+full job at two commits in interleaved pairs (the way docs/performance.md compares them);
+``runs`` is the one measured run both use.
 
 ``load`` holds what the parts send (the latency part's generator runs in its own
 process, ``python -m fishweight.jobs.bench generate``), ``output`` the table and the JSON.
@@ -59,9 +61,11 @@ PARTS = {"serving", "http", "throughput", "profile", "latency", "drift"}
 @dataclass
 class BenchConfig:
     serving_rows: tuple[int, int] = (500_000, 2_500_000)
-    job_fish: tuple[int, int] = (25_000, 125_000)
-    # The passthrough is ~20x faster: it needs more records to outlast its start-up.
-    passthrough_fish: tuple[int, int] = (100_000, 500_000)
+    # Long enough (~23 s at p=1) that the second half of the output comes after the JIT's
+    # warm-up; the passthrough is ~10x faster and needs more records for its own.
+    job_fish: int = 250_000
+    passthrough_fish: int = 500_000
+    throughput_pairs: int = 3
     parallelisms: tuple[int, ...] = (1, 2)
     rates: tuple[int, ...] = (100, 1000, 5000)
     rate_seconds: float = 60.0
@@ -77,8 +81,8 @@ class BenchConfig:
 
     @classmethod
     def quick(cls) -> BenchConfig:
-        return cls(serving_rows=(200_000, 1_000_000), job_fish=(10_000, 40_000),
-                   passthrough_fish=(40_000, 200_000),
+        return cls(serving_rows=(200_000, 1_000_000), job_fish=40_000,
+                   passthrough_fish=200_000, throughput_pairs=1,
                    parallelisms=(1,), rates=(100, 1000), rate_seconds=20.0, http_seconds=2.0,
                    warmup_seconds=15.0, warm_fish=3_000,
                    profile_fish=40_000)
@@ -113,8 +117,7 @@ def run_bench(settings: Settings, config: BenchConfig, parts: set[str]) -> Resul
             if "http" in parts:
                 results.http = bench_http(settings, config.http_seconds)
             if "throughput" in parts:
-                results.throughput = bench_throughput(settings, broker.bootstrap_servers,
-                                                      config)
+                results.throughput = bench_throughput(settings, config)
             if "profile" in parts:
                 results.profile = bench_profile(settings, broker.bootstrap_servers, config,
                                                 broker.pid)

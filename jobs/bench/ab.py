@@ -10,18 +10,16 @@ Each commit's code is extracted (``git archive``) and installed without dependen
 its own directory under ``<state_dir>/bench/ab/<commit>/`` (kept for the next call); a run
 puts that directory first on ``PYTHONPATH``, so the client, the job and its Python workers
 import that commit's ``fishweight``, with this environment's PyFlink and libraries. NEW
-may be ``worktree``: the code installed here, uncommitted changes included. A run uses only
-what every commit of the bench has had (``fresh``, ``produce_fish``, ``build_pipeline``):
-its job reads a backlog of ``fish`` fish (two records each) and stops at its end; the rate
-is the throughput part's steady rate (input records over the span between the first and the
-last output record's broker time, ``output_span_s``), read here by this commit's code.
+may be ``worktree``: the code installed here, uncommitted changes included. A run
+(``runs.run_once``) uses only what every commit of the bench has had (``fresh``,
+``produce_fish``, ``build_pipeline``): its job reads a backlog of ``fish`` fish (two records
+each) and stops at its end; the rate is the run's steady rate (input records over the span
+between the first and the last output record's broker time), read by this code.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
 import statistics
 import subprocess
@@ -31,33 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from fishweight.jobs.bench.throughput import output_span_s
-from fishweight.runtime.broker import EmbeddedBroker
+from fishweight.jobs.bench import runs
 from fishweight.runtime.settings import Settings
 
 log = logging.getLogger("fishweight.bench")
 
 WORKTREE = "worktree"
-
-# One run, in a process of its own, with the commit's code first on PYTHONPATH. It prints
-# where its fishweight came from and the two output topics that get one record per fish.
-_RUN = """
-import json, sys
-import fishweight.udfs
-from fishweight.jobs.bench.load import fresh, produce_fish
-from fishweight.jobs.predict import build_pipeline
-from fishweight.models.bootstrap import bootstrap_model
-from fishweight.runtime.settings import Settings
-
-servers, state_dir, tag, fish, parallelism = sys.argv[1:6]
-s = fresh(Settings.load(state_dir=state_dir), servers, tag, parallelism=int(parallelism),
-          checkpoint_interval_s=0, web_ui_port=0)
-bootstrap_model(s)
-bounds = produce_fish(s, int(fish))
-build_pipeline(s, bounds=bounds).execute()
-print(json.dumps({"code": fishweight.udfs.__file__,
-                  "topics": [s.topic_prediction, s.topic_diff]}))
-"""
 
 
 def resolve(commit: str) -> str:
@@ -89,33 +66,6 @@ def install(commit: str, root: Path) -> Path | None:
     return site
 
 
-def run_once(site: Path | None, state_dir: Path, tag: str, fish: int, parallelism: int,
-             log_path: Path) -> float:
-    """Records/s of one run of the full job at the code in ``site``, on a fresh broker."""
-    env = dict(os.environ)
-    if site is not None:
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(site), *filter(None, [env.get("PYTHONPATH")])])
-    with EmbeddedBroker(log_path=log_path.with_suffix(".broker.log")) as broker, \
-            open(log_path, "w") as stderr:
-        done = subprocess.run(
-            [sys.executable, "-c", _RUN, broker.bootstrap_servers, str(state_dir), tag,
-             str(fish), str(parallelism)],
-            # Not in the checkout: ``python -c`` puts its directory first on sys.path,
-            # and the checkout's own ``fishweight/`` would shadow the commit's.
-            cwd=log_path.parent, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
-            check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"ab: the run {tag} failed (exit {done.returncode}); "
-                               f"its output is in {log_path}")
-        ran = json.loads(done.stdout.strip().splitlines()[-1])
-        if site is not None and not Path(ran["code"]).is_relative_to(site):
-            raise RuntimeError(f"ab: the run {tag} imported fishweight from {ran['code']}, "
-                               f"not from {site}")
-        topics = tuple(ran["topics"])
-        return 2 * fish / output_span_s(broker.bootstrap_servers, topics, fish)
-
-
 def bench_ab(settings: Settings, base: str, new: str, pairs: int, fish: int,
              parallelism: int) -> dict:
     """``pairs`` interleaved runs of each commit; every pair's ratio NEW / BASE."""
@@ -128,8 +78,8 @@ def bench_ab(settings: Settings, base: str, new: str, pairs: int, fish: int,
     for i in range(1, pairs + 1):
         for role in ("base", "new"):
             tag = f"ab-{role}-{i}"
-            rate = run_once(sites[role], root / "state" / commits[role], tag, fish,
-                            parallelism, run_dir / f"{tag}.log")
+            rate = runs.run_once("job", sites[role], root / "state" / commits[role], tag,
+                                 fish, parallelism, run_dir / f"{tag}.log")["steady"]
             rates[role].append(rate)
             log.info("ab pair %d, %s (%s): %.0f records/s", i, role, commits[role][:12], rate)
     ratios = [n / b for b, n in zip(rates["base"], rates["new"], strict=True)]

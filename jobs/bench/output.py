@@ -34,15 +34,15 @@ def table(r: Results) -> str:
                    r.serving["tuned"]["predictions_per_s"])
         rows.append(f"| UDF / HTTP per event | {best / r.http['requests_per_s']:,.0f}x |")
     for key, value in sorted(r.throughput.items()):
-        if key.startswith("ratio"):
-            rows.append(f"| full job / passthrough, {key[-2:]} | {value:.3f} |")
-        else:
-            bound = value["marginal_bound"].replace("=", "")
-            rows.append(f"| {key.replace('_', ' ')} ({value['input_records'][1]:,} records, "
-                        f"first to last output {value['output_span_s']:.2f} s) | "
-                        f"{value['records_per_s']:,.0f} records/s (marginal from "
-                        f"{value['input_records'][0]:,}: {bound} "
-                        f"{value['marginal_records_per_s']:,.0f}) |")
+        pairs = len(value["ratio_steady"])
+        for name in ("passthrough", "full_job"):
+            rows.append(f"| {name.replace('_', ' ')}, {key[:1]}={key[1:]} "
+                        f"({value[name][0]['input_records']:,} records, median of {pairs} "
+                        f"runs) | steady {value[f'median_{name}_steady']:,.0f} / warm "
+                        f"{value[f'median_{name}_warm']:,.0f} records/s |")
+        rows.append(f"| full job / passthrough, {key[:1]}={key[1:]} (median of {pairs} pairs) "
+                    f"| steady {value['median_ratio_steady']:.3f} / warm "
+                    f"{value['median_ratio_warm']:.3f} |")
     for lat in r.latency.values():
         rows.append(f"| latency at {lat['rate_per_s']}/s, {lat.get('job', 'full job')} "
                     f"({lat['seconds']:.0f} s after "
