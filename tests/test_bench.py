@@ -77,7 +77,9 @@ def test_ab_runs_each_commits_own_code_and_measures_it(tmp_path):
 
 
 def test_throughput_part_pairs_a_passthrough_with_the_full_job_and_writes_both_rates(tmp_path):
-    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0)
+    # A setting given to the bench (as `--sink-linger-ms 7` would) reaches each run.
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0, sink_linger_ms=7,
+                             store_uri="mongodb://fish:secret@db:27017/fishweight")
     config = BenchConfig(job_fish=2_000, passthrough_fish=2_000, parallelisms=(1,),
                          throughput_pairs=1)
     results = run_bench(settings, config, {"throughput"})
@@ -85,6 +87,8 @@ def test_throughput_part_pairs_a_passthrough_with_the_full_job_and_writes_both_r
     for name in ("passthrough", "full_job"):
         (run,) = p1[name]
         assert run["input_records"] == 4_000 and run["output_span_s"] > 0
+        assert run["settings"]["sink_linger_ms"] == 7 and run["settings"]["parallelism"] == 1
+        assert run["settings"]["store_uri"] == "mongodb://fish:***@db:27017/fishweight"
         assert p1[f"median_{name}_steady"] == run["steady"] > 0
     assert p1["median_ratio_steady"] == p1["full_job"][0]["steady"] / p1["passthrough"][0]["steady"]
     assert p1["median_ratio_warm"] == p1["full_job"][0]["warm"] / p1["passthrough"][0]["warm"]

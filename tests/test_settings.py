@@ -148,3 +148,12 @@ def test_every_sink_lingers_as_set_and_a_negative_linger_is_refused():
         assert {o["properties.linger.ms"] for o in sinks.values()} == {str(linger)}
     with pytest.raises(ValueError, match="sink_linger_ms must be >= 0"):
         Settings.load(sink_linger_ms=-1)
+
+
+def test_settings_pass_to_another_process_through_its_environment(monkeypatch):
+    """``as_env`` is what ``load`` reads back: the bench's runs get the bench's settings."""
+    changed = Settings.load(state_backend="rocksdb", join_bound_s=42.5, sink_linger_ms=0,
+                            topic_weight="scale-7")
+    for name, value in changed.as_env().items():
+        monkeypatch.setenv(name, value)
+    assert Settings.load() == changed

@@ -488,6 +488,10 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment ``load`` reads: for a process started by this one."""
+        return {f.metadata["env"]: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
     def suffixed(self, suffix: str, **changes: object) -> Settings:
         """Every topic and the consumer group renamed ``<name>-<suffix>``.
 

@@ -79,7 +79,8 @@ def bench_ab(settings: Settings, base: str, new: str, pairs: int, fish: int,
         for role in ("base", "new"):
             tag = f"ab-{role}-{i}"
             rate = runs.run_once("job", sites[role], root / "state" / commits[role], tag,
-                                 fish, parallelism, run_dir / f"{tag}.log")["steady"]
+                                 fish, parallelism, run_dir / f"{tag}.log",
+                                 settings)["steady"]
             rates[role].append(rate)
             log.info("ab pair %d, %s (%s): %.0f records/s", i, role, commits[role][:12], rate)
     ratios = [n / b for b, n in zip(rates["base"], rates["new"], strict=True)]

@@ -26,17 +26,18 @@ from pathlib import Path
 
 from fishweight.runtime.broker import EmbeddedBroker
 from fishweight.runtime.kafka import read_topic
+from fishweight.runtime.settings import Settings, redact_uri
 
 KINDS = ("job", "passthrough")
 
-# A run: it prints where its fishweight came from (``--ab`` checks it) and the two output
-# topics that get one record per fish.
+# A run: it prints where its fishweight came from (``--ab`` checks it), the settings it ran
+# with and the two output topics that get one record per fish.
 _RUN = """
-import json, sys
+import dataclasses, json, sys
 import fishweight.udfs
 from fishweight.jobs.bench.load import fresh, produce_fish
 from fishweight.models.bootstrap import bootstrap_model
-from fishweight.runtime.settings import Settings
+from fishweight.runtime.settings import Settings, redact_uri
 
 kind, servers, state_dir, tag, fish, parallelism = sys.argv[1:7]
 s = fresh(Settings.load(state_dir=state_dir), servers, tag, parallelism=int(parallelism),
@@ -49,7 +50,7 @@ if kind == "job":
 else:
     from fishweight.jobs.bench.throughput import passthrough_statements
     passthrough_statements(s, bounds).execute().wait()
-print(json.dumps({"code": fishweight.udfs.__file__,
+print(json.dumps({"code": fishweight.udfs.__file__, "settings": dataclasses.asdict(s),
                   "topics": [s.topic_prediction, s.topic_diff]}))
 """
 
@@ -76,17 +77,32 @@ def rates(stamps: list[int], input_records: int) -> dict:
             "steady": input_records / span_s, "warm": input_records * share / warm_span_s}
 
 
+def _report(stdout: str, tag: str, log_path: Path) -> dict:
+    """The run's report: its last line that is one (the JVM may print to stdout too)."""
+    for line in reversed(stdout.splitlines()):
+        try:
+            report = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(report, dict) and "topics" in report:
+            return report
+    raise RuntimeError(f"bench: the run {tag} printed no report (stdout: {stdout[-500:]!r}); "
+                       f"its log is {log_path}")
+
+
 def run_once(kind: str, site: Path | None, state_dir: Path, tag: str, fish: int,
-             parallelism: int, log_path: Path) -> dict:
-    """One run of ``kind`` over ``fish`` fish: its ``rates``.
+             parallelism: int, log_path: Path, settings: Settings | None = None) -> dict:
+    """One run of ``kind`` over ``fish`` fish: its ``rates`` and the settings it ran with.
 
     ``site`` (``--ab``): a directory with another commit's ``fishweight``, put first on
     ``PYTHONPATH`` (the run fails unless it imported that code); None: the code installed
-    here. The run's stderr goes to ``log_path``, the broker's log beside it.
+    here. ``settings`` (the bench's, e.g. ``--state-backend``) reach the run through its
+    environment; its topics, broker and state directory are its own. The run's stderr
+    goes to ``log_path``, the broker's log beside it.
     """
     if kind not in KINDS:
         raise ValueError(f"run_once: kind must be one of {KINDS}, not {kind!r}")
-    env = dict(os.environ)
+    env = {**os.environ, **(settings.as_env() if settings is not None else {})}
     if site is not None:
         env["PYTHONPATH"] = os.pathsep.join(
             [str(site), *filter(None, [env.get("PYTHONPATH")])])
@@ -96,16 +112,20 @@ def run_once(kind: str, site: Path | None, state_dir: Path, tag: str, fish: int,
         done = subprocess.run(
             [sys.executable, "-c", _RUN, kind, broker.bootstrap_servers, str(state_dir), tag,
              str(fish), str(parallelism)],
-            # Not in the checkout: ``python -c`` puts its directory first on sys.path,
-            # and the checkout's own ``fishweight/`` would shadow a commit's.
-            cwd=log_path.parent, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
-            check=False)
+            # Another commit's run is not started in the checkout: ``python -c`` puts its
+            # directory first on sys.path, and the checkout's ``fishweight/`` would shadow
+            # the commit's. Otherwise here, where relative paths in ``settings`` point.
+            cwd=log_path.parent if site is not None else None, env=env,
+            stdout=subprocess.PIPE, stderr=stderr, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"bench: the run {tag} failed (exit {done.returncode}); "
                                f"its output is in {log_path}")
-        ran = json.loads(done.stdout.strip().splitlines()[-1])
+        ran = _report(done.stdout, tag, log_path)
         if site is not None and not Path(ran["code"]).is_relative_to(site):
             raise RuntimeError(f"ab: the run {tag} imported fishweight from {ran['code']}, "
                                f"not from {site}")
         stamps = output_stamps(broker.bootstrap_servers, tuple(ran["topics"]), fish)
-    return rates(stamps, 2 * fish)
+    # As the bench writes it: no password of a URI setting (store_uri) in the JSON.
+    ran_with = {name: redact_uri(value) if isinstance(value, str) else value
+                for name, value in ran["settings"].items()}
+    return {**rates(stamps, 2 * fish), "settings": ran_with}

@@ -55,7 +55,7 @@ def passthrough_statements(s: Settings, bounds: Bounds | None):
 
 
 def bench_throughput(settings: Settings, config: BenchConfig) -> dict:
-    root = Path(settings.state_dir) / "bench" / "throughput"
+    root = Path(settings.state_dir).resolve() / "bench" / "throughput"
     run_dir = root / "runs" / time.strftime("%Y%m%d-%H%M%S")
     out = {}
     for p in config.parallelisms:
@@ -67,7 +67,7 @@ def bench_throughput(settings: Settings, config: BenchConfig) -> dict:
                                      ("full_job", "job", config.job_fish)):
                 tag = f"{name}-p{p}-{i}"
                 pair[name] = runs.run_once(kind, None, root / "state", tag, fish, p,
-                                           run_dir / f"{tag}.log")
+                                           run_dir / f"{tag}.log", settings)
                 figures[name].append(pair[name])
                 log.info("%s p=%d, run %d: %.0f records/s steady, %.0f warm", name, p, i,
                          pair[name]["steady"], pair[name]["warm"])
