@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from fishweight.models.registry import ModelError
     from fishweight.models.store import StoreError
-    from fishweight.runtime import MissingExtra
+    from fishweight.runtime import MissingExtra, SnapshotMisfit
     from fishweight.runtime.kafka import KafkaNotConfigured
     from fishweight.runtime.processes import PortInUse
     from fishweight.scenarios import ScenarioError
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, settings)
     except (ScenarioError, KafkaNotConfigured, ModelError, StoreError, MissingExtra,
-            PortInUse) as exc:
+            PortInUse, SnapshotMisfit) as exc:
         # Problems the user can fix: say what is wrong and how, without a traceback.
         print(f"fishweight {args.command}: {exc}", file=sys.stderr)
         return 2

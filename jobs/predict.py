@@ -52,6 +52,7 @@ from fishweight import sql
 from fishweight.jobs.connectors import Bounds, Connectors, KafkaConnectors
 from fishweight.jobs.operator_names import OperatorNames
 from fishweight.models.registry import ModelError, ModelRegistry
+from fishweight.runtime import SnapshotMisfit
 from fishweight.runtime.flink_env import create_stream_env, restore_path
 from fishweight.runtime.kafka import KafkaNotConfigured, create_topics, require_kafka
 from fishweight.runtime.processes import require_free_ports
@@ -190,8 +191,8 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
 def start_job(settings: Settings, *, local: bool):
     """Check Kafka and the model, create missing topics, submit the job; return its client.
 
-    Raises ``KafkaNotConfigured``, ``ModelError`` or (local) ``PortInUse`` with a message
-    naming the fix.
+    Raises ``KafkaNotConfigured``, ``ModelError``, (local) ``PortInUse`` or
+    ``SnapshotMisfit`` with a message naming the fix.
     """
     if local:
         require_free_ports(settings, "web_ui_port", "metrics_port")
@@ -201,7 +202,15 @@ def start_job(settings: Settings, *, local: bool):
     if restore_from:
         print(f"restoring join, window and source state from {restore_from} "
               "(--resume-from none starts empty)", flush=True)
-    return build_pipeline(settings, local=local, restore_from=restore_from).execute_async()
+    pipeline = build_pipeline(settings, local=local, restore_from=restore_from)
+    try:
+        return pipeline.execute_async()
+    except Exception as exc:
+        # A local MiniCluster restores as it starts the job; a session cluster restores
+        # after the submission, and the job fails there (its exception in the web UI).
+        if restore_from and _SNAPSHOT_MISFIT in str(exc):
+            raise SnapshotMisfit(_misfit(restore_from, exc)) from None
+        raise
 
 
 def stop_job(job, timeout_s: float = 60.0) -> str | None:
@@ -239,6 +248,26 @@ def _first_line(exc: Exception) -> str:
     return (causes[-1] if causes else lines[0] if lines else type(exc).__name__)[:300]
 
 
+# Flink's words when a snapshot holds state of an operator the job being started lacks.
+_SNAPSHOT_MISFIT = "Cannot map checkpoint/savepoint state"
+
+
+def _misfit(restore_from: str, exc: Exception) -> str:
+    return (f"the snapshot to restore ({restore_from}) does not fit this job: it was taken "
+            "by a job with other operators (another fishweight release, or settings that "
+            "change the job graph). --resume-from none starts empty; --resume-from PATH "
+            f"restores another snapshot. Flink: {_first_line(exc).removeprefix('Caused by: ')}")
+
+
+def failure_reason(job) -> str:
+    """Why a job that ended FAILED failed: its root cause in one line."""
+    try:
+        job._j_job_client.getJobExecutionResult().get()
+    except Exception as exc:  # noqa: BLE001 - the failure is what we are after
+        return _first_line(exc).removeprefix("Caused by: ")
+    return "no failure reported"
+
+
 def run_local(settings: Settings, stop: threading.Event) -> int:
     """Run in a local MiniCluster until ``stop`` is set, then cancel the job."""
     job = start_job(settings, local=True)
@@ -247,7 +276,11 @@ def run_local(settings: Settings, stop: threading.Event) -> int:
     print(f"prediction job {job.get_job_id()} running; Ctrl-C stops it", flush=True)
     while not stop.wait(1.0):
         status = str(job.get_job_status().result())
-        if status in ("FAILED", "CANCELED", "FINISHED"):
+        if status == "FAILED":
+            print(f"prediction job failed: {failure_reason(job)}",
+                  file=sys.stderr)
+            return 1
+        if status in ("CANCELED", "FINISHED"):
             print(f"prediction job ended: {status}", file=sys.stderr)
             return 0 if status == "FINISHED" else 1
     savepoint = stop_job(job)
@@ -266,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         job = start_job(settings_from(args), local=False)
-    except (KafkaNotConfigured, ModelError) as exc:
+    except (KafkaNotConfigured, ModelError, SnapshotMisfit) as exc:
         print(f"jobs/predict.py: {exc}", file=sys.stderr)
         return 2
     print(f"submitted prediction job {job.get_job_id()}", flush=True)

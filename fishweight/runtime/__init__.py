@@ -10,6 +10,10 @@ class MissingExtra(RuntimeError):
     """An optional dependency (a ``pyproject.toml`` extra) is not installed."""
 
 
+class SnapshotMisfit(RuntimeError):
+    """The snapshot a job would restore was taken by a job with other operators."""
+
+
 def require_extra(module: str, extra: str) -> ModuleType:
     """Import ``module`` or say which extra of fishweight provides it."""
     try:
