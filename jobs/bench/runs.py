@@ -37,7 +37,7 @@ import dataclasses, json, sys
 import fishweight.udfs
 from fishweight.jobs.bench.load import fresh, produce_fish
 from fishweight.models.bootstrap import bootstrap_model
-from fishweight.runtime.settings import Settings, redact_uri
+from fishweight.runtime.settings import Settings
 
 kind, servers, state_dir, tag, fish, parallelism = sys.argv[1:7]
 s = fresh(Settings.load(state_dir=state_dir), servers, tag, parallelism=int(parallelism),
