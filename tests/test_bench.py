@@ -76,7 +76,11 @@ def test_ab_runs_each_commits_own_code_and_measures_it(tmp_path):
     assert "| 1 | 2 | 3 | 1.50x |" in ab.table(result) and "**1.25x**" in ab.table(result)
 
 
-def test_throughput_part_pairs_a_passthrough_with_the_full_job_and_writes_both_rates(tmp_path):
+def test_throughput_part_pairs_a_passthrough_with_the_full_job_and_writes_both_rates(
+        tmp_path, monkeypatch):
+    # As after the bench's earlier parts ran Flink in this process: PyFlink's flags in
+    # os.environ must not reach the runs (their own JVM would not start).
+    monkeypatch.setenv("PYFLINK_GATEWAY_DISABLED", "true")
     # A setting given to the bench (as `--sink-linger-ms 7` would) reaches each run.
     settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0, sink_linger_ms=7,
                              store_uri="mongodb://fish:secret@db:27017/fishweight")

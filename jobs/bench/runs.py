@@ -26,6 +26,7 @@ from pathlib import Path
 
 from fishweight.runtime.broker import EmbeddedBroker
 from fishweight.runtime.kafka import read_topic
+from fishweight.runtime.processes import inherit_env
 from fishweight.runtime.settings import Settings, redact_uri
 
 KINDS = ("job", "passthrough")
@@ -102,7 +103,7 @@ def run_once(kind: str, site: Path | None, state_dir: Path, tag: str, fish: int,
     """
     if kind not in KINDS:
         raise ValueError(f"run_once: kind must be one of {KINDS}, not {kind!r}")
-    env = {**os.environ, **(settings.as_env() if settings is not None else {})}
+    env = inherit_env(**(settings.as_env() if settings is not None else {}))
     if site is not None:
         env["PYTHONPATH"] = os.pathsep.join(
             [str(site), *filter(None, [env.get("PYTHONPATH")])])
