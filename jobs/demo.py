@@ -9,7 +9,6 @@ writes the report. Ctrl-C stops early and still writes a report of what ran.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import sys
@@ -49,8 +48,7 @@ TRAINER_ONLY = ("store_uri", "store_password_file")
 
 def settings_env(settings: Settings, *, trainer: bool) -> dict[str, str]:
     """The settings as FISHWEIGHT_* variables, so child processes see the same values."""
-    env = inherit_env(**{f.metadata["env"]: str(getattr(settings, f.name))
-                         for f in dataclasses.fields(settings)})
+    env = inherit_env(**settings.as_env())
     if not trainer:
         for name in TRAINER_ONLY:
             env.pop(Settings.__dataclass_fields__[name].metadata["env"], None)
