@@ -245,7 +245,8 @@ def _first_line(exc: Exception) -> str:
     """The root cause of a Py4J error in one line (its text holds the Java stack)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     causes = [line for line in lines if "Exception:" in line]
-    return (causes[-1] if causes else lines[0] if lines else type(exc).__name__)[:300]
+    first = causes[-1] if causes else lines[0] if lines else type(exc).__name__
+    return first.removeprefix("Caused by: ")[:300]
 
 
 # Flink's words when a snapshot holds state of an operator the job being started lacks.
@@ -256,7 +257,7 @@ def _misfit(restore_from: str, exc: Exception) -> str:
     return (f"the snapshot to restore ({restore_from}) does not fit this job: it was taken "
             "by a job with other operators (another fishweight release, or settings that "
             "change the job graph). --resume-from none starts empty; --resume-from PATH "
-            f"restores another snapshot. Flink: {_first_line(exc).removeprefix('Caused by: ')}")
+            f"restores another snapshot. Flink: {_first_line(exc)}")
 
 
 def failure_reason(job) -> str:
@@ -264,7 +265,7 @@ def failure_reason(job) -> str:
     try:
         job._j_job_client.getJobExecutionResult().get()
     except Exception as exc:  # noqa: BLE001 - the failure is what we are after
-        return _first_line(exc).removeprefix("Caused by: ")
+        return _first_line(exc)
     return "no failure reported"
 
 
