@@ -30,9 +30,9 @@ from fishweight.runtime.flink_rest import local_url, wait_until_running
 from fishweight.runtime.kafka import create_topics, wait_until_ready
 from fishweight.runtime.processes import (
     ChildProcess,
-    inherit_env,
     python_module,
     require_free_ports,
+    settings_env,
 )
 from fishweight.runtime.settings import Settings
 from fishweight.scenarios import Scenario
@@ -40,19 +40,6 @@ from fishweight.scenarios import Scenario
 log = logging.getLogger(__name__)
 
 DEFAULT_SPEED = 5.0  # the default scenario (6 min of factory time) in ~75 s
-
-
-# Settings only the trainer needs: the store's credentials stay out of other processes.
-TRAINER_ONLY = ("store_uri", "store_password_file")
-
-
-def settings_env(settings: Settings, *, trainer: bool) -> dict[str, str]:
-    """The settings as FISHWEIGHT_* variables, so child processes see the same values."""
-    env = inherit_env(**settings.as_env())
-    if not trainer:
-        for name in TRAINER_ONLY:
-            env.pop(Settings.__dataclass_fields__[name].metadata["env"], None)
-    return env
 
 
 class Observer(threading.Thread):

@@ -23,14 +23,19 @@ import pytest
 
 from fishweight import sql
 from fishweight.jobs.cli import main
-from fishweight.jobs.demo import settings_env
 from fishweight.jobs.train import TrainerService
 from fishweight.models.bootstrap import bootstrap_model
 from fishweight.models.registry import ModelRegistry
 from fishweight.records import reason_class
 from fishweight.runtime.flink_rest import local_url, rest, wait_until_running
 from fishweight.runtime.kafka import produce
-from fishweight.runtime.processes import ChildProcess, PortInUse, free_port, python_module
+from fishweight.runtime.processes import (
+    ChildProcess,
+    PortInUse,
+    free_port,
+    python_module,
+    settings_env,
+)
 from fishweight.runtime.prometheus import job_group, metrics_url, scrape
 from tests.conftest import fresh_settings
 from tests.kafka_helpers import read_values

@@ -85,8 +85,9 @@ def test_sql_options_are_escaped():
     assert with_options({"topic": "it's"}) == "'topic' = 'it''s'"
 
 
-def test_credentials_stay_out_of_repr_logs_and_the_job_environment(tmp_path, caplog):
-    from fishweight.jobs.demo import settings_env
+def test_credentials_stay_out_of_repr_logs_and_the_job_environment(tmp_path, caplog,
+                                                                     monkeypatch):
+    from fishweight.runtime.processes import settings_env
     from fishweight.runtime.settings import redact_uri
 
     secret = tmp_path / "mongo-password"
@@ -101,6 +102,11 @@ def test_credentials_stay_out_of_repr_logs_and_the_job_environment(tmp_path, cap
     assert not any("pw@mongo" in v for v in job_env.values())
     trainer_env = settings_env(s, trainer=True)
     assert trainer_env["FISHWEIGHT_STORE_PASSWORD_FILE"] == str(secret)
+    # Nor does a job inherit them from the environment of the process that starts it.
+    monkeypatch.setenv("FISHWEIGHT_STORE_URI", "mongodb://fish:pw@mongo")
+    assert "FISHWEIGHT_STORE_URI" not in settings_env(s, trainer=False)
+    assert "FISHWEIGHT_STORE_URI" not in s.as_env(trainer=False)
+    assert settings_env(s, trainer=True)["FISHWEIGHT_STORE_URI"] == s.store_uri
 
 
 def test_children_do_not_inherit_pyflinks_process_flags(monkeypatch):

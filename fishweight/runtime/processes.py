@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from fishweight.runtime.settings import TRAINER_ONLY, Settings
+
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -112,6 +114,19 @@ def inherit_env(**extra: str) -> dict[str, str]:
            # An empty JAVA_HOME (left by a test or a shell) makes PyFlink run `bin/java`.
            and not (k == "JAVA_HOME" and not v)}
     return {**env, **extra}
+
+
+def settings_env(settings: Settings, *, trainer: bool) -> dict[str, str]:
+    """A child's environment with ``settings`` as FISHWEIGHT_* variables (``inherit_env``).
+
+    Only a trainer (``trainer=True``) gets the store's credentials; for every other child
+    they are left out, also when this process inherited them from its own environment.
+    """
+    env = inherit_env(**settings.as_env(trainer=trainer))
+    if not trainer:
+        for name in TRAINER_ONLY:
+            env.pop(Settings.env_name(name), None)
+    return env
 
 
 # Ports --------------------------------------------------------------------------------

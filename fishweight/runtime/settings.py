@@ -26,6 +26,9 @@ CHOICES = {
     "event_time_source": ("kafka", "payload"),
     "validation": ("python", "sql-fast-path"),
 }
+# Settings only the trainer needs: the store's credentials stay out of other processes
+# (``Settings.as_env(trainer=False)``).
+TRAINER_ONLY = ("store_uri", "store_password_file")
 
 
 @dataclass(frozen=True)
@@ -488,9 +491,19 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 
-    def as_env(self) -> dict[str, str]:
-        """These settings as the environment ``load`` reads: for a process started by this one."""
-        return {f.metadata["env"]: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+    def as_env(self, *, trainer: bool = True) -> dict[str, str]:
+        """These settings as the environment ``load`` reads: for a process started by this one.
+
+        ``trainer=False`` leaves out ``TRAINER_ONLY`` (the store's credentials), for the
+        prediction job and every other process that does not train.
+        """
+        return {f.metadata["env"]: str(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if trainer or f.name not in TRAINER_ONLY}
+
+    @classmethod
+    def env_name(cls, name: str) -> str:
+        """The environment variable of the setting ``name``."""
+        return cls.__dataclass_fields__[name].metadata["env"]
 
     def suffixed(self, suffix: str, **changes: object) -> Settings:
         """Every topic and the consumer group renamed ``<name>-<suffix>``.

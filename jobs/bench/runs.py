@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fishweight.runtime.broker import EmbeddedBroker
 from fishweight.runtime.kafka import read_topic
-from fishweight.runtime.processes import inherit_env
+from fishweight.runtime.processes import inherit_env, settings_env
 from fishweight.runtime.settings import Settings, redact_uri
 
 KINDS = ("job", "passthrough")
@@ -103,7 +103,7 @@ def run_once(kind: str, site: Path | None, state_dir: Path, tag: str, fish: int,
     """
     if kind not in KINDS:
         raise ValueError(f"run_once: kind must be one of {KINDS}, not {kind!r}")
-    env = inherit_env(**(settings.as_env() if settings is not None else {}))
+    env = settings_env(settings, trainer=False) if settings is not None else inherit_env()
     if site is not None:
         env["PYTHONPATH"] = os.pathsep.join(
             [str(site), *filter(None, [env.get("PYTHONPATH")])])
