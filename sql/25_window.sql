@@ -62,11 +62,15 @@ WINDOW w AS (PARTITION BY WindowStart, Species ORDER BY proc_time
              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
 -- The change rule's running figures (26_rules.sql explains the rule): per species and
--- model version, its {change_records} most recent joined records in arrival order.
+-- model version, its {change_records} most recent joined records in arrival order. One
+-- row per joined record, which also carries that record's own `Error` and `Timestamp`
+-- for the metrics stage (28_metrics.sql).
 CREATE TEMPORARY VIEW change_running AS
 SELECT
     Species,
     ModelVersion,
+    Error,
+    `Timestamp`,
     MIN(`Timestamp`)                 OVER c AS SpanStart,
     MAX(`Timestamp`)                 OVER c AS SpanEnd,
     MIN(Fish_Id)                     OVER c AS Fish_Id_Start,

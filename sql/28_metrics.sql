@@ -2,23 +2,29 @@
 -- are the outputs, computed once and shared with their sinks) and the retrain rules'
 -- running figures, counted per second of processing time in SQL, so the Python UDF
 -- `observe_pipeline` (udfs/metrics.py) gets a handful of rows per second instead of one
--- per record. The counters and gauges therefore trail by up to a second. The joined
--- pairs are counted from `window_running_once`, which has one row per joined record,
--- rather than from a further branch over `diffs_once`: one row per fish fewer into this
--- stage's shuffle.
+-- per record. The counters and gauges therefore trail by up to a second.
+--
+-- Joined pairs are the one stream with a row per fish here, and each crosses this
+-- stage's shuffle once: `change_running_once` has one row per joined record carrying
+-- the record's own Error and Timestamp beside the change rule's count, so that single
+-- row feeds the joined-pairs counters, the running window gauge (Python adds up each
+-- window's errors) and the change rule's gauge. (Until 2026-12-06 the window rule's
+-- running rows were a second row per fish here; one row instead of two gave the job
+-- ~6 % more records/s, docs/performance.md.)
 --   Kind      what was observed
 --   Species   the species it is about (NULL for dead letters)
 --   Detail    a class: a dead letter's reason class ({reason_class}: the prefixes of
 --             fishweight/records.py, REASON_CLASSES), an unmatched record's reason
---             class, a retrain event's rule, a running window's start (epoch ms: joined
---             records arrive out of event-time order across partitions, and the gauge
---             follows the species' newest window, not the one that heard last)
---   Value     a figure whose latest value is kept: a closed window's ErrorAvg, the
---             running ErrorAvg of a species' current window, the number of the change
---             rule's last {change_records} errors over the threshold
+--             class, a retrain event's rule, a joined record's window start (epoch ms:
+--             joined records arrive out of event-time order across partitions, and the
+--             gauges follow the species' newest window, not the one that heard last)
+--   Total     a figure that is summed: a joined record's Error
+--   Latest    a figure whose latest value is kept: a closed window's ErrorAvg, the
+--             number of the change rule's last {change_records} errors over the
+--             threshold as of a joined record
 
 CREATE TEMPORARY VIEW observations AS
-SELECT Kind, Species, Detail, `Value`, PROCTIME() AS proc_time
+SELECT Kind, Species, Detail, Total, Latest, PROCTIME() AS proc_time
 FROM (
     SELECT 'unmatched_' || Kind AS Kind, Species,
            CASE
@@ -28,29 +34,29 @@ FROM (
                WHEN Reason LIKE 'measurement rejected:%' THEN 'measurementRejected'
                ELSE 'other'
            END AS Detail,
-           CAST(NULL AS DOUBLE) AS `Value`
+           CAST(NULL AS DOUBLE) AS Total, CAST(NULL AS DOUBLE) AS Latest
     FROM unmatched_once
     UNION ALL
-    SELECT CAST('window' AS STRING), Species[1], CAST(NULL AS STRING), ErrorAvg
+    SELECT CAST('window' AS STRING), Species[1], CAST(NULL AS STRING),
+           CAST(NULL AS DOUBLE), ErrorAvg
     FROM window_errors_once
     UNION ALL
-    SELECT CAST('retrain' AS STRING), Species[1], `Rule`, CAST(NULL AS DOUBLE)
+    SELECT CAST('retrain' AS STRING), Species[1], `Rule`, CAST(NULL AS DOUBLE),
+           CAST(NULL AS DOUBLE)
     FROM retrain_events_once
     UNION ALL
-    SELECT CAST('window_running' AS STRING), Species,
-           CAST(Timestamp_End - MOD(Timestamp_End, {window_ms}) AS STRING), ErrorAvg
-    FROM window_running_once
-    UNION ALL
-    SELECT CAST('change_running' AS STRING), Species, CAST(NULL AS STRING),
+    SELECT CAST('joined' AS STRING), Species,
+           CAST(`Timestamp` - MOD(`Timestamp`, {window_ms}) AS STRING), Error,
            CAST(OverThreshold AS DOUBLE)
     FROM change_running_once
     UNION ALL
     SELECT CAST('dead_letter' AS STRING), CAST(NULL AS STRING), {reason_class},
-           CAST(NULL AS DOUBLE)
+           CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
     FROM dead_letters_once
 );
 
 CREATE TEMPORARY VIEW observation_counts AS
-SELECT Kind, Species, Detail, COUNT(*) AS Records, LAST_VALUE(`Value`) AS LastValue
+SELECT Kind, Species, Detail, COUNT(*) AS Records, SUM(Total) AS Total,
+       LAST_VALUE(Latest) AS Latest
 FROM TABLE(TUMBLE(TABLE observations, DESCRIPTOR(proc_time), INTERVAL '1' SECOND))
 GROUP BY window_start, window_end, Kind, Species, Detail;

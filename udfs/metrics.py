@@ -2,7 +2,7 @@
 
 One Python stage observes every output stream of the job and the retrain rules'
 running figures: ``sql/28_metrics.sql`` unions them and counts them per second of
-processing time, and ``observe_pipeline(Kind, Species, Detail, Records, LastValue)``
+processing time, and ``observe_pipeline(Kind, Species, Detail, Records, Total, Latest)``
 (whose own output is discarded) adds those counts to counters and gauges under the
 metric group ``fishweight`` (so they trail the outputs by up to a second). Per-species
 metrics sit in the key/value group ``species=<name>`` (a Prometheus label); the names
@@ -50,7 +50,9 @@ class SpeciesMetrics:
     retrains: Counter
     last_window_ppm: int = -1
     window_ppm: int = -1
-    window_start_ms: int = -1  # the newest window the running figure is from
+    window_start_ms: int = -1  # the newest window the running figures are from
+    window_count: int = 0  # its joined records seen so far
+    window_error_sum: float = 0.0  # and the sum of their errors
     change_over: int = -1
 
     @classmethod
@@ -64,15 +66,24 @@ class SpeciesMetrics:
         group.gauge("changeErrorsOver", lambda: metrics.change_over)
         return metrics
 
-    def running_window(self, start_ms: int, error_avg: float) -> None:
-        """A window's running ErrorAvg, kept if the window is the newest seen so far.
+    def running_window(self, start_ms: int, records: int, error_sum: float,
+                       change_over: float) -> None:
+        """One second's joined records of one window: the gauges, from the newest window only.
 
-        Joined records arrive out of event-time order across partitions: a late record
-        of an older window must not move the gauge back.
+        The window gauge is the running AVG(Error) of the species' newest window (the
+        window rule's own running figure), added up here from each second's records.
+        Joined records arrive out of event-time order across partitions: records of an
+        older window count as joined pairs but do not move the gauges back.
         """
-        if start_ms >= self.window_start_ms:
-            self.window_start_ms = start_ms
-            self.window_ppm = ppm(error_avg)
+        if start_ms < self.window_start_ms:
+            return
+        if start_ms > self.window_start_ms:
+            self.window_start_ms, self.window_count, self.window_error_sum = start_ms, 0, 0.0
+        self.window_count += records
+        self.window_error_sum += error_sum
+        self.window_ppm = ppm(self.window_error_sum / self.window_count)
+        if pd.notna(change_over):
+            self.change_over = int(change_over)
 
 
 @dataclass
@@ -87,7 +98,7 @@ class Totals:
 
 
 class ObservePipeline(ScalarFunction):
-    """``observe_pipeline(Kind, Species, Detail, Records, LastValue)``: add one second's counts."""
+    """``observe_pipeline(Kind, Species, Detail, Records, Total, Latest)``: one second's counts."""
 
     def open(self, function_context: FunctionContext) -> None:
         self._group = group = function_context.get_metric_group().add_group(GROUP)
@@ -95,8 +106,8 @@ class ObservePipeline(ScalarFunction):
         letters = group.add_group("deadLetters")
         self._totals = totals = Totals(
             counters={
-                # One window_running row per joined record (sql/28_metrics.sql).
-                "window_running": group.counter("joinedPairs"),
+                # One row per joined record (sql/28_metrics.sql).
+                "joined": group.counter("joinedPairs"),
                 "unmatched_weight": group.counter("unmatchedWeights"),
                 "unmatched_measurement": group.counter("unmatchedMeasurements"),
                 "window": group.counter("windowsClosed"),
@@ -121,7 +132,7 @@ class ObservePipeline(ScalarFunction):
         return species[name]
 
     def eval(self, kind: pd.Series, species: pd.Series, detail: pd.Series,
-             records: pd.Series, last_value: pd.Series) -> pd.Series:
+             records: pd.Series, total: pd.Series, latest: pd.Series) -> pd.Series:
         totals = self._totals
         if not self._reported:
             # A counter appears on the scrape once it was updated: make every one show 0.
@@ -129,7 +140,8 @@ class ObservePipeline(ScalarFunction):
                             *totals.dead_letters.values()):
                 counter.inc(0)
             self._reported = True
-        for k, sp, d, n, last in zip(kind, species, detail, records, last_value, strict=True):
+        for k, sp, d, n, tot, last in zip(kind, species, detail, records, total, latest,
+                                          strict=True):
             n = int(n)
             counter = totals.counters.get(k)
             if counter is not None:
@@ -150,15 +162,13 @@ class ObservePipeline(ScalarFunction):
                     metrics.last_window_ppm = totals.last_window_ppm = ppm(last)
             elif k == "retrain":
                 metrics.retrains.inc(n)
-            elif k == "window_running":
+            elif k == "joined":
                 metrics.joined.inc(n)
-                if pd.notna(last) and isinstance(d, str):
-                    metrics.running_window(int(d), last)
-            elif k == "change_running" and pd.notna(last):
-                metrics.change_over = int(last)
+                if isinstance(d, str) and pd.notna(tot):
+                    metrics.running_window(int(d), n, float(tot), last)
         return pd.Series([True] * len(kind))
 
 
 def observe_pipeline():
-    """The UDF ``observe_pipeline(Kind, Species, Detail, Records BIGINT, LastValue DOUBLE)``."""
+    """``observe_pipeline(Kind, Species, Detail, Records BIGINT, Total DOUBLE, Latest DOUBLE)``."""
     return udf(ObservePipeline(), result_type=DataTypes.BOOLEAN(), func_type="pandas")
