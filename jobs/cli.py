@@ -224,7 +224,7 @@ def _bench_ab(args: argparse.Namespace, settings: Settings) -> int:
 
     base, _, new = args.ab.partition("..")
     result = ab.bench_ab(settings, base, new or ab.WORKTREE, args.pairs, args.ab_fish,
-                         args.ab_parallelism)
+                         args.ab_parallelism, together=args.ab_together)
     print(ab.table(result))
     print(f"results: {write_json(result, settings, 'ab')}")
     return 0
@@ -327,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=int, default=5, help="--ab: runs of each commit")
     p.add_argument("--ab-fish", type=int, default=125_000, help="--ab: fish per run")
     p.add_argument("--ab-parallelism", type=int, default=1, help="--ab: the jobs' parallelism")
+    p.add_argument("--ab-together", action="store_true",
+                   help="--ab: run each pair's two runs at the same time (a slow spell of the "
+                        "machine then moves both, not their ratio)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", parents=[parent], help="redraw the report of a finished run")

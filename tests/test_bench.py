@@ -56,20 +56,30 @@ def test_load_generator_sends_the_burst_then_the_paced_fish_with_their_weights(s
 
 
 def test_ab_runs_each_commits_own_code_and_measures_it(tmp_path):
-    """``fishweight bench --ab``: a commit is installed apart and its run imports it."""
-    from fishweight.jobs.bench import ab, runs
+    """``fishweight bench --ab``: a commit is installed apart and its run imports it.
+
+    Here as an A/A pair run together (``--ab-together``): both runs at once, each with its
+    own broker and state directory.
+    """
+    from fishweight.jobs.bench import ab
 
     head = ab.resolve("HEAD")
     assert len(head) == 40 and ab.resolve(ab.WORKTREE) == ab.WORKTREE
-    site = ab.install(head, tmp_path / "ab")
+    root = tmp_path / "bench" / "ab"  # where bench_ab installs, under the state directory
+    site = ab.install(head, root)
     assert (site / "fishweight" / "sql" / "10_score.sql").is_file()  # package data too
-    assert ab.install(head, tmp_path / "ab") == site  # kept for the next call
-    # run_once raises unless the run imported the commit's code from `site`.
-    run = runs.run_once("job", site, tmp_path / "state", "ab-test", 2_000, 1,
-                        tmp_path / "run.log")
-    assert run["input_records"] == 4_000 and run["steady"] > 0 and run["warm"] > 0
-    assert (tmp_path / "run.log").is_file()  # its stderr, kept for a failure
-    assert ab.install(ab.WORKTREE, tmp_path / "ab") is None  # the code installed here
+    assert ab.install(head, root) == site  # kept for the next call
+    assert ab.install(ab.WORKTREE, root) is None  # the code installed here
+    # run_once raises unless a run imported the commit's code from `site`.
+    together = ab.bench_ab(Settings.load(state_dir=str(tmp_path)), "HEAD", "HEAD", pairs=1,
+                           fish=2_000, parallelism=1, together=True)
+    assert together["input_records"] == 4_000 and together["together"]
+    base, new = together["records_per_s"]["base"], together["records_per_s"]["new"]
+    assert len(base) == len(new) == 1 and base[0] > 0 and new[0] > 0
+    assert together["ratios"] == [new[0] / base[0]]
+    logs = sorted(p.name for p in (root / "runs").glob("*/*.log"))
+    assert logs == ["ab-base-1.broker.log", "ab-base-1.log", "ab-new-1.broker.log",
+                    "ab-new-1.log"]  # each run's stderr and its broker's, kept
     result = {"base": head, "new": ab.WORKTREE, "records_per_s": {"base": [2.0, 4.0],
                                                                    "new": [3.0, 4.0]},
               "ratios": [1.5, 1.0], "median_ratio": 1.25, "mean_ratio_of_means": 7 / 6}
