@@ -19,9 +19,9 @@ between the first and the last output record's broker time), read by this code.
 ``together`` runs each pair's two runs at the same time instead (the start order
 alternating), each with its own broker and state. Both then share whatever the machine
 does during that minute, so a slow spell of the host moves both rates and not their
-ratio: on 2026-12-06 two runs of one commit side by side differed by 1.4 % and 3.6 %,
-where pairs run one after the other spread over 0.64-1.32x in the same hour. Each run
-has half the machine, so its rate is not the job's rate alone; the ratio is the figure.
+ratio: on 2026-12-06 six pairs of one commit side by side gave 0.964-1.014x, where
+pairs run one after the other spread over 0.64-1.32x in the same hour. Each run has
+half the machine, so its rate is not the job's rate alone; the ratio is the figure.
 """
 
 from __future__ import annotations
