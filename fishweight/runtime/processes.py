@@ -21,13 +21,26 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """Run in the child between fork and exec: SIGTERM it when the parent dies (Linux)."""
+def _libc() -> ctypes.CDLL | None:
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
-        pass
+        return None
+
+
+# Loaded here, in the parent: between fork and exec a child of a process with threads
+# (the bench's runs side by side) must not load a library or take a lock.
+_LIBC = _libc() if sys.platform.startswith("linux") else None
+
+
+def die_with_parent() -> None:
+    """Run in the child between fork and exec: SIGTERM it when the parent dies (Linux).
+
+    The kernel sends it when the thread that started the child ends, so a child is
+    stopped by the thread that started it (``ChildProcess.stop``).
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def descendants(root: int) -> list[int]:
