@@ -3,7 +3,7 @@
 The machine this is measured on is a virtual machine whose speed drifts by 15-30 % within
 an hour (docs/performance.md), so a rate measured at one commit in one run and at another
 commit later says little. This part runs the same backlog through the job of each commit
-in turn, ``pairs`` times (BASE, NEW, BASE, NEW, ...), each run in a fresh process with a
+in turn, ``pairs`` times (BASE, NEW, then NEW, BASE, ...), each run in a fresh process with a
 fresh embedded broker, and reports every pair's ratio and their median.
 
 Each commit's code is extracted (``git archive``) and installed without dependencies into
@@ -125,6 +125,8 @@ def _together(run, order: tuple[str, str], i: int) -> dict[str, float]:
         t.start()
     for t in threads:
         t.join()
+    for e in errors[1:]:
+        log.error("ab pair %d: a second run failed too: %s", i, e)
     if errors:
         raise errors[0]
     return results
