@@ -67,7 +67,8 @@ log = logging.getLogger(__name__)
 
 def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
                 rowtime: str | None = sql.RECORD_TIME, proctime: bool = False,
-                names: OperatorNames | None = None, label: str | None = None) -> None:
+                single: bool = False, names: OperatorNames | None = None,
+                label: str | None = None) -> None:
     """Register ``name`` as ``view`` computed once, with its event time as ``row_time``.
 
     The DataStream round trip is a boundary the planner cannot see through, so every
@@ -78,7 +79,8 @@ def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
     view's own plain ``row_time`` column (for a view with two time attributes, which the
     record time cannot carry); the watermarks are the stream's either way. A view
     without one (``None``) keeps its columns as they are; with ``proctime`` its
-    ``proc_time`` is a processing-time attribute of the new stream.
+    ``proc_time`` is a processing-time attribute of the new stream. With ``single`` every
+    row goes to the first subtask of its readers (``sql.Materialized.single``).
 
     The stream carries the table runtime's own rows (``RowData``), not ``Row``: PyFlink's
     ``to_data_stream`` converts every field of every record to a Java object and back,
@@ -96,6 +98,8 @@ def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
     j_stream = t_env._j_tenv.toDataStream(j_table, internal)
     if names is not None:
         names.claim(j_stream.getTransformation(), label or view)
+    if single:
+        j_stream = getattr(j_stream, "global")()  # DataStream.global(), a Python keyword
     if rowtime == sql.COLUMN:
         j_schema = (Schema.new_builder().watermark("row_time", "SOURCE_WATERMARK()")
                     .build()._j_schema)
@@ -181,7 +185,7 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
             t_env.execute_sql(statement)
         for m in stage.materialized:
             materialize(t_env, m.view, m.name, rowtime=m.rowtime, proctime=m.proctime,
-                        names=names, label=m.label)
+                        single=m.single, names=names, label=m.label)
     statements = t_env.create_statement_set()
     for insert in sql.render(sql.INSERTS, params):
         statements.add_insert_sql(insert)

@@ -4,8 +4,9 @@
 -- species is not averaged away by the fish it arrives among, and each species has its
 -- own verdict. `Species` stays an array (of one) for the tutorial's record shape.
 -- The running figures of both retrain rules are materialized after this file
--- (`window_running_once`, `change_running_once`, with a fresh `proc_time`): the rules
--- (26_rules.sql) and the metrics stage (28_metrics.sql) read the same figures.
+-- (`window_running_once`, `change_running_once`, with a fresh `proc_time`) and read by
+-- the rules (26_rules.sql); the change rule's, with each joined record's own Error and
+-- Timestamp, also by the metrics stage (28_metrics.sql).
 
 -- Every window's final figures (weight-windows, for monitoring and the report). This
 -- closes when the watermark passes the window's end, which the interval join holds

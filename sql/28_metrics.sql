@@ -1,8 +1,10 @@
 -- What the pipeline's metrics stage observes: every output stream (the `*_once` views
--- are the outputs, computed once and shared with their sinks) and the retrain rules'
--- running figures, counted per second of processing time in SQL, so the Python UDF
--- `observe_pipeline` (udfs/metrics.py) gets a handful of rows per second instead of one
--- per record. The counters and gauges therefore trail by up to a second.
+-- are the outputs, computed once and shared with their sinks), counted per second of
+-- processing time in SQL, so the Python UDF `observe_pipeline` (udfs/metrics.py) gets a
+-- handful of rows per second instead of one per record. The counters and gauges
+-- therefore trail by up to a second. The counts are materialized as
+-- `observation_counts_once`, every row to the UDF's first subtask, so one Python
+-- instance keeps each species' gauges at any parallelism (sql/__init__.py, STAGES).
 --
 -- Joined pairs are the one stream with a row per fish here, and each crosses this
 -- stage's shuffle once: `change_running_once` has one row per joined record carrying

@@ -45,7 +45,9 @@ class Materialized:
     either way with the watermarks of the stream. ``None``: no event time, the columns as
     they are. With ``proctime``, its ``proc_time`` column is replaced by a
     processing-time attribute of the new stream (the round trip turns a time attribute
-    into a plain timestamp).
+    into a plain timestamp). With ``single``, every row goes to the first subtask of
+    what reads it (Flink's global partitioning): for a stream of a few rows per second
+    whose reader must see all of them in one place.
     """
 
     view: str
@@ -53,6 +55,7 @@ class Materialized:
     label: str  # what its operators do, as the web UI names them
     rowtime: str | None = RECORD_TIME
     proctime: bool = False
+    single: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,8 @@ class Stage:
 
 
 def _once(view: str, label: str, rowtime: str | None = RECORD_TIME,
-          proctime: bool = False) -> Materialized:
-    return Materialized(view, f"{view}_once", label, rowtime, proctime)
+          proctime: bool = False, single: bool = False) -> Materialized:
+    return Materialized(view, f"{view}_once", label, rowtime, proctime, single)
 
 
 # After the sources (01_sources.sql, from the connectors), in this order. The INSERTs
@@ -95,15 +98,19 @@ STAGES = (
     Stage(JOIN, (_once("pairs", "join", rowtime=COLUMN),
                  _once("dead_letters", "dead letters", rowtime=None))),
     Stage(PAIRS, (_once("diffs", "diffs"), _once("unmatched", "unmatched", rowtime=None))),
-    # The rules' running figures once each, shared by the rules and the metrics stage.
+    # The rules' running figures once each; the change rule's also feed the metrics stage.
     Stage(WINDOW, (_once("window_errors", "windows", rowtime=None),
                    _once("window_running", "window rule: running error", rowtime=None,
                          proctime=True),
                    _once("change_running", "change rule: last errors", rowtime=None,
                          proctime=True))),
     Stage(RULES, (_once("retrain_events", "trigger", rowtime=None),)),
-    # A handful of rows per second, counted per second already.
-    Stage(METRICS, bundle_time="weight_bundle_time_ms"),
+    # Counted per second (a handful of rows per second), then all of them to one
+    # subtask of the metrics UDF, so each species' gauges are kept in one place at any
+    # parallelism (udfs/metrics.py).
+    Stage(METRICS, (_once("observation_counts", "metrics: count per second", rowtime=None,
+                          single=True),),
+          bundle_time="weight_bundle_time_ms"),
 )
 
 # The operators after the last materialized view, named by the sink they feed.

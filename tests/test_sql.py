@@ -64,6 +64,31 @@ def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
     assert count("table=[[default_catalog, default_database, weight_raw") == 1
 
 
+def test_metrics_stage_keeps_each_species_gauges_in_one_subtask(tmp_path):
+    """At any parallelism, every per-second count reaches one subtask of the metrics UDF.
+
+    Its rows are keyed by (kind, species, window) for counting: spread over subtasks,
+    each would hold the gauges of the windows it saw (udfs/metrics.py).
+    """
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0,
+                             bootstrap_servers="127.0.0.1:9", parallelism=2)
+    bootstrap_model(settings)
+    nodes = build_pipeline(settings).stream_graph()
+    by_id = {node["id"]: node for node in nodes}
+    udf = [node for node in nodes if "observe_pipeline(" in node["contents"]]
+    assert len(udf) == 1
+    # Up the chain from the UDF to the edge that feeds it from the counting stage.
+    node, edges = udf[0], []
+    while not edges:
+        inputs = node.get("predecessors", [])
+        assert len(inputs) == 1, node["contents"]
+        if inputs[0]["ship_strategy"] != "FORWARD":
+            edges = inputs
+        node = by_id[inputs[0]["id"]]
+    assert [e["ship_strategy"] for e in edges] == ["GLOBAL"]
+    assert "TableToDataSteam(" in node["contents"] and "`Records`" in node["contents"]
+
+
 def test_bundle_time_per_python_stage(tmp_path):
     """The measurements' stage (the predictions' latency) has its own bundle time bound;
     the weights' and the metrics' stages, which no prediction waits for, have theirs."""

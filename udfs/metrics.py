@@ -1,10 +1,13 @@
 """The pipeline's metrics, for the Flink web UI, REST API and Prometheus.
 
-One Python stage observes every output stream of the job and the retrain rules'
-running figures: ``sql/28_metrics.sql`` unions them and counts them per second of
-processing time, and ``observe_pipeline(Kind, Species, Detail, Records, Total, Latest)``
-(whose own output is discarded) adds those counts to counters and gauges under the
-metric group ``fishweight`` (so they trail the outputs by up to a second). Per-species
+One Python stage observes every output stream of the job (the joined pairs through
+the change rule's running rows): ``sql/28_metrics.sql`` unions them and counts them per
+second of processing time, and ``observe_pipeline(Kind, Species, Detail, Records, Total,
+Latest)`` (whose own output is discarded) adds those counts to counters and gauges
+under the metric group ``fishweight`` (so they trail the outputs by up to a second).
+All of those rows reach the first subtask of the UDF (``sql.STAGES``), so each
+species' gauges are kept in one place at any parallelism; the other subtasks report
+zeros and -1. Per-species
 metrics sit in the key/value group ``species=<name>`` (a Prometheus label); the names
 are in ``SPECIES_METRICS`` and docs/metrics.md.
 
