@@ -160,6 +160,6 @@ def test_settings_pass_to_another_process_through_its_environment(monkeypatch):
     """``as_env`` is what ``load`` reads back: the bench's runs get the bench's settings."""
     changed = Settings.load(state_backend="rocksdb", join_bound_s=42.5, sink_linger_ms=0,
                             topic_weight="scale-7")
-    for name, value in changed.as_env().items():
+    for name, value in changed.as_env(trainer=True).items():
         monkeypatch.setenv(name, value)
     assert Settings.load() == changed

@@ -491,11 +491,12 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 
-    def as_env(self, *, trainer: bool = True) -> dict[str, str]:
+    def as_env(self, *, trainer: bool) -> dict[str, str]:
         """These settings as the environment ``load`` reads: for a process started by this one.
 
         ``trainer=False`` leaves out ``TRAINER_ONLY`` (the store's credentials), for the
-        prediction job and every other process that does not train.
+        prediction job and every other process that does not train; the caller says which
+        (no default hands out credentials by accident).
         """
         return {f.metadata["env"]: str(getattr(self, f.name)) for f in dataclasses.fields(self)
                 if trainer or f.name not in TRAINER_ONLY}
