@@ -37,12 +37,13 @@ def test_job_sql_on_in_memory_rows(run, check):
 def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
     """The planner must not copy a source, the prediction UDF or the join into branches.
 
-    Only the plan of the Kafka job is built (no broker is contacted).
+    Only the plan of the Kafka job is built (no broker is contacted), at parallelism 2.
     """
     settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0,
-                             bootstrap_servers="127.0.0.1:9")
+                             bootstrap_servers="127.0.0.1:9", parallelism=2)
     bootstrap_model(settings)
-    contents = [node["contents"] for node in build_pipeline(settings).stream_graph()]
+    nodes = build_pipeline(settings).stream_graph()
+    contents = [node["contents"] for node in nodes]
 
     def count(text):
         return sum(text in c for c in contents)
@@ -63,22 +64,13 @@ def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
     assert count("table=[[default_catalog, default_database, measurement_raw") == 1
     assert count("table=[[default_catalog, default_database, weight_raw") == 1
 
-
-def test_metrics_stage_keeps_each_species_gauges_in_one_subtask(tmp_path):
-    """At any parallelism, every per-second count reaches one subtask of the metrics UDF.
-
-    Its rows are keyed by (kind, species, window) for counting: spread over subtasks,
-    each would hold the gauges of the windows it saw (udfs/metrics.py).
-    """
-    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0,
-                             bootstrap_servers="127.0.0.1:9", parallelism=2)
-    bootstrap_model(settings)
-    nodes = build_pipeline(settings).stream_graph()
+    # The metrics stage counts per second keyed by (kind, species, window), spread over
+    # the subtasks; every count then reaches one subtask of its UDF, which keeps each
+    # species' gauges in one place (udfs/metrics.py). Up the chain from the UDF to the
+    # edge that feeds it:
     by_id = {node["id"]: node for node in nodes}
-    udf = [node for node in nodes if "observe_pipeline(" in node["contents"]]
-    assert len(udf) == 1
-    # Up the chain from the UDF to the edge that feeds it from the counting stage.
-    node, edges = udf[0], []
+    (node,) = [node for node in nodes if "observe_pipeline(" in node["contents"]]
+    edges: list[dict] = []
     while not edges:
         inputs = node.get("predecessors", [])
         assert len(inputs) == 1, node["contents"]
