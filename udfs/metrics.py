@@ -6,10 +6,11 @@ second of processing time, and ``observe_pipeline(Kind, Species, Detail, Records
 Latest)`` (whose own output is discarded) adds those counts to counters and gauges
 under the metric group ``fishweight`` (so they trail the outputs by up to a second).
 All of those rows reach the first subtask of the UDF (``sql.STAGES``), so each
-species' gauges are kept in one place at any parallelism; the other subtasks report
-zeros and -1. Per-species
-metrics sit in the key/value group ``species=<name>`` (a Prometheus label); the names
-are in ``SPECIES_METRICS`` and docs/metrics.md.
+species' gauges are kept in one place at any parallelism. The other subtasks get no
+rows, so their Python operator never sends metrics (PyFlink sends them as a bundle
+finishes): on a scrape every ``fishweight`` metric of this stage is that one subtask's.
+Per-species metrics sit in the key/value group ``species=<name>`` (a Prometheus label);
+the names are in ``SPECIES_METRICS`` and docs/metrics.md.
 
 PyFlink gauges are integers: error figures are in parts per million (``...Ppm``), -1
 until there is one. The prediction UDF adds ``predictions``, ``modelVersion``,
