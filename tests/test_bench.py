@@ -86,6 +86,7 @@ def test_ab_runs_each_commits_own_code_and_measures_it(tmp_path):
     assert "| 1 | 2 | 3 | 1.50x |" in ab.table(result) and "**1.25x**" in ab.table(result)
 
 
+@pytest.mark.extended  # two Flink runs of the bench, ~45 s: the default suite stays < 15 min
 def test_throughput_part_pairs_a_passthrough_with_the_full_job_and_writes_both_rates(
         tmp_path, monkeypatch):
     # As after the bench's earlier parts ran Flink in this process: PyFlink's flags in
