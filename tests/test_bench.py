@@ -55,6 +55,7 @@ def test_load_generator_sends_the_burst_then_the_paced_fish_with_their_weights(s
                               for fish, t in by_id.items() if fish > 7)
 
 
+@pytest.mark.extended  # installs a commit and runs a pair: ~50 s (the default suite < 15 min)
 def test_ab_runs_each_commits_own_code_and_measures_it(tmp_path):
     """``fishweight bench --ab``: a commit is installed apart and its run imports it.
 
