@@ -95,7 +95,8 @@ def test_throughput_part_pairs_a_passthrough_with_the_full_job_and_writes_both_r
     monkeypatch.setenv("PYFLINK_GATEWAY_DISABLED", "true")
     # A setting given to the bench (as `--sink-linger-ms 7` would) reaches each run.
     settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0, sink_linger_ms=7,
-                             store_uri="mongodb://fish:secret@db:27017/fishweight")
+                             store_uri="mongodb://fish:secret@db:27017/fishweight",
+                             metrics_port=9249)
     config = BenchConfig(job_fish=2_000, passthrough_fish=2_000, parallelisms=(1,),
                          throughput_pairs=1)
     results = run_bench(settings, config, {"throughput"})
@@ -104,6 +105,7 @@ def test_throughput_part_pairs_a_passthrough_with_the_full_job_and_writes_both_r
         (run,) = p1[name]
         assert run["input_records"] == 4_000 and run["output_span_s"] > 0
         assert run["settings"]["sink_linger_ms"] == 7 and run["settings"]["parallelism"] == 1
+        assert run["settings"]["metrics_port"] == 0  # runs side by side cannot share one
         # The trainer's store settings stay out of a run (settings_env, trainer=False).
         assert run["settings"]["store_uri"] == "" and "secret" not in json.dumps(run)
         assert p1[f"median_{name}_steady"] == run["steady"] > 0

@@ -104,6 +104,8 @@ def run_once(kind: str, site: Path | None, state_dir: Path, tag: str, fish: int,
     if kind not in KINDS:
         raise ValueError(f"run_once: kind must be one of {KINDS}, not {kind!r}")
     env = settings_env(settings, trainer=False) if settings is not None else inherit_env()
+    # No Prometheus port: two runs side by side (``--ab-together``) would both bind it.
+    env["FISHWEIGHT_METRICS_PORT"] = "0"
     if site is not None:
         env["PYTHONPATH"] = os.pathsep.join(
             [str(site), *filter(None, [env.get("PYTHONPATH")])])
