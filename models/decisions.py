@@ -90,18 +90,17 @@ class TrainerStats:
     retrain_events: int = 0   # events decided (a failed decision included)
     refinements: int = 0
     store_errors: int = 0     # store calls that failed (each is retried)
-    promoted: int = 0
-    not_promoted: int = 0
-    skipped_stale: int = 0
-    skipped_too_few: int = 0
-    skipped_duplicate: int = 0
-    failed: int = 0
     decisions: dict[str, dict[str, int]] = field(default_factory=dict)  # reason -> action -> n
 
     def count_decision(self, decision: Decision) -> None:
-        setattr(self, decision.action, getattr(self, decision.action) + 1)
         actions = self.decisions.setdefault(decision.reason, {})
         actions[decision.action] = actions.get(decision.action, 0) + 1
+
+    def count(self, action: str) -> int:
+        """Decisions with ``action`` (one of ``ACTIONS``), whatever their reason."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown trainer action {action!r}; one of {ACTIONS}")
+        return sum(actions.get(action, 0) for actions in self.decisions.values())
 
 
 @dataclass

@@ -225,4 +225,4 @@ def test_a_promotion_whose_decision_was_lost_is_recovered_and_not_decided_twice(
                if s.name == "fishweight_trainer_decisions_total"}
     assert decided == {("promoted", "change"): 1, ("skipped_duplicate", "change"): 1}
     assert registry.get_sample_value("fishweight_trainer_events_total") == 1
-    assert Trainer(trainer.settings, store=trainer.store).stats.promoted == 0  # once only
+    assert Trainer(trainer.settings, store=trainer.store).stats.count("promoted") == 0  # once only
