@@ -65,27 +65,21 @@ from fishweight.udfs.validation import Limits, parse_weight
 log = logging.getLogger(__name__)
 
 
-def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
-                rowtime: str | None = sql.RECORD_TIME, proctime: bool = False,
-                single: bool = False, names: OperatorNames | None = None,
-                label: str | None = None) -> None:
-    """Register ``name`` as ``view`` computed once, with its event time as ``row_time``.
+def materialize(t_env: StreamTableEnvironment, m: sql.Materialized,
+                names: OperatorNames | None = None) -> None:
+    """Register ``m.name`` as ``m.view`` computed once, as ``sql.Materialized`` describes.
 
     The DataStream round trip is a boundary the planner cannot see through, so every
-    statement reading ``name`` shares one physical stream instead of recomputing it
-    (and no Python UDF after it is pushed into the branches before it). ``rowtime``
-    (``sql.Materialized``) says where the event time comes from: ``sql.RECORD_TIME``, the
-    view's one time attribute, carried as the stream's record time; ``sql.COLUMN``, the
-    view's own plain ``row_time`` column (for a view with two time attributes, which the
-    record time cannot carry); the watermarks are the stream's either way. A view
-    without one (``None``) keeps its columns as they are; with ``proctime`` its
-    ``proc_time`` is a processing-time attribute of the new stream. With ``single`` every
-    row goes to the first subtask of its readers (``sql.Materialized.single``).
+    statement reading ``m.name`` shares one physical stream instead of recomputing it
+    (and no Python UDF after it is pushed into the branches before it). Its event time
+    (``m.rowtime``), processing time (``m.proctime``) and partitioning (``m.single``) are
+    as documented on ``sql.Materialized``; the watermarks are the stream's.
 
     The stream carries the table runtime's own rows (``RowData``), not ``Row``: PyFlink's
     ``to_data_stream`` converts every field of every record to a Java object and back,
     which the bench's profile showed among the job's hottest frames.
     """
+    view, rowtime, proctime = m.view, m.rowtime, m.proctime
     if rowtime not in (sql.RECORD_TIME, sql.COLUMN, None):
         raise ValueError(f"materialize {view}: rowtime must be {sql.RECORD_TIME!r}, "
                          f"{sql.COLUMN!r} or None, not {rowtime!r}")
@@ -97,8 +91,8 @@ def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
     internal = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(row_data)
     j_stream = t_env._j_tenv.toDataStream(j_table, internal)
     if names is not None:
-        names.claim(j_stream.getTransformation(), label or view)
-    if single:
+        names.claim(j_stream.getTransformation(), m.label)
+    if m.single:
         j_stream = getattr(j_stream, "global")()  # DataStream.global(), a Python keyword
     if rowtime == sql.COLUMN:
         j_schema = (Schema.new_builder().watermark("row_time", "SOURCE_WATERMARK()")
@@ -116,7 +110,7 @@ def materialize(t_env: StreamTableEnvironment, view: str, name: str, *,
         j_result = t_env._j_tenv.fromDataStream(j_stream, j_schema)
     else:
         j_result = t_env._j_tenv.fromDataStream(j_stream)
-    t_env._j_tenv.createTemporaryView(name, j_result)
+    t_env._j_tenv.createTemporaryView(m.name, j_result)
 
 
 @dataclass
@@ -184,8 +178,7 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
         for statement in sql.render(stage.file, {**params, **sinks}):
             t_env.execute_sql(statement)
         for m in stage.materialized:
-            materialize(t_env, m.view, m.name, rowtime=m.rowtime, proctime=m.proctime,
-                        single=m.single, names=names, label=m.label)
+            materialize(t_env, m, names)
     statements = t_env.create_statement_set()
     for insert in sql.render(sql.INSERTS, params):
         statements.add_insert_sql(insert)
