@@ -14,7 +14,9 @@ from fishweight.runtime.kafka import produce
 from tests.conftest import fresh_settings
 from tests.kafka_helpers import read_values
 
-pytestmark = pytest.mark.slow  # a real broker, a live job, 40 s of real time
+# A real broker, a live job, 40 s of real time: the extended tier (CI runs it), which keeps
+# `make test` under 15 minutes on a 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 FISH = 40
 
