@@ -361,7 +361,8 @@ class Settings:
     jar_dir: str = field(
         default="",
         metadata={"env": "FISHWEIGHT_JAR_DIR",
-                  "doc": "Kafka connector jar cache (default `~/.cache/fishweight/jars`)"},
+                  "doc": "Kafka connector jar cache (default `$XDG_CACHE_HOME/fishweight/jars`, "
+                         "`~/.cache/fishweight/jars` without it)"},
     )
     consumer_group: str = field(
         default="fishweight",
