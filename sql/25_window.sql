@@ -38,7 +38,12 @@ SELECT
     PROCTIME()                       AS proc_time
 FROM diffs_once;
 
--- The running figures of each window, one row per joined record.
+-- The running figures of each window, one row per joined record. Only aggregates whose
+-- accumulator is one value: Flink 2.0's processing-time OVER gives its accumulator row
+-- the state TTL (`state_ttl_s`) but keeps the map of a DISTINCT (or the list of an
+-- ARRAY_AGG) in keyed state of its own, which nothing expires. With a key per window,
+-- such a map would stay behind for every window and species, forever. The versions that
+-- scored the window are therefore its lowest and highest (ModelVersionMin, -Max).
 CREATE TEMPORARY VIEW window_running AS
 SELECT
     WindowStart,
@@ -49,7 +54,7 @@ SELECT
     MAX(`Timestamp`)                 OVER w AS Timestamp_End,
     AVG(Error)                       OVER w AS ErrorAvg,
     COUNT(*)                         OVER w AS `Count`,
-    ARRAY_AGG(DISTINCT ModelVersion) OVER w AS ModelVersions,
+    MIN(ModelVersion)                OVER w AS ModelVersionMin,
     MAX(ModelVersion)                OVER w AS ModelVersionMax,
     -- Where the change began, as far as this window saw: its first record over the
     -- threshold (FIRST_VALUE skips NULLs).

@@ -5,10 +5,17 @@
 -- AVG(Error) exceeds the threshold with at least {min_count} joined records (so one noisy
 -- fish cannot retrain). A second OVER counts the crossings; a ROW_NUMBER deduplication
 -- would make the stream updating, which an append-only Kafka topic cannot take.
+-- `ModelVersions`: the lowest and the highest version that scored the window's records
+-- so far, one entry when they are the same (25_window.sql says why not all of them;
+-- the trainer needs the lowest, to skip a window an older version scored).
 CREATE TEMPORARY VIEW window_events AS
 SELECT
     WindowStart, WindowEnd, ARRAY[Species] AS Species, Fish_Id_Start, Fish_Id_End,
-    Timestamp_End, ErrorAvg, `Count`, ModelVersions, ModelVersionMax,
+    Timestamp_End, ErrorAvg, `Count`,
+    CASE WHEN ModelVersionMin IS NULL OR ModelVersionMin = ModelVersionMax
+         THEN ARRAY[ModelVersionMax]
+         ELSE ARRAY[ModelVersionMin, ModelVersionMax] END AS ModelVersions,
+    ModelVersionMax,
     CAST('window' AS STRING) AS `Rule`, Change_Fish_Id, Change_Timestamp
 FROM (
     SELECT *,

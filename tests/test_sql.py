@@ -111,3 +111,48 @@ def test_event_time_source_payload_parses_the_timestamp_on_the_jvm(tmp_path):
     contents = [node["contents"] for node in build_pipeline(settings).stream_graph()]
     scans = [c for c in contents if "TableSourceScan(" in c and "_raw," in c]
     assert len(scans) == 2 and all("JSON_VALUE(" in c and "$.Timestamp" in c for c in scans)
+
+
+def test_no_unbounded_over_keeps_state_that_the_ttl_does_not_expire(tmp_path):
+    """An unbounded processing-time OVER expires only its accumulator row (the platform
+    fact below); a DISTINCT's map, ARRAY_AGG's list and the like would outlive it, one per
+    key. The window rule's OVER has a key per window: it must use none of them."""
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0,
+                             bootstrap_servers="127.0.0.1:9")
+    bootstrap_model(settings)
+    overs = [node["contents"] for node in build_pipeline(settings).stream_graph()
+             if "OverAggregate(" in node["contents"]
+             and "UNBOUNDED PRECEDING" in node["contents"]]
+    assert len(overs) == 5, overs  # first seen (2), the window rule's figures, 2 crossings
+    for contents in overs:
+        for kept_apart in ("DISTINCT", "ARRAY_AGG(", "COLLECT(", "LISTAGG(", "JSON_ARRAYAGG("):
+            assert kept_apart not in contents, contents
+
+
+def test_flink_keeps_a_distinct_map_of_an_unbounded_over_past_the_ttl():
+    """The platform fact behind the test above (Flink 2.0): once the state TTL has expired
+    a key's accumulator, the next row starts a fresh COUNT, but its DISTINCT map is still
+    there, so a value seen before the expiry is not new and ARRAY_AGG(DISTINCT) has
+    nothing. If this fails, a Flink release expires such maps too."""
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    t_env.get_config().set("parallelism.default", "1")
+    t_env.get_config().set("table.exec.state.ttl", "100 ms")
+    # Rows 500 ms apart (now and then two at once): most find their accumulator expired.
+    # `v` is nullable, else the planner declares the array NOT NULL and the job fails.
+    t_env.execute_sql("""
+        CREATE TEMPORARY TABLE paced (i BIGINT, proc AS PROCTIME()) WITH (
+            'connector' = 'datagen', 'rows-per-second' = '2', 'number-of-rows' = '4',
+            'fields.i.kind' = 'sequence', 'fields.i.start' = '1', 'fields.i.end' = '4')""")
+    result = t_env.execute_sql("""
+        SELECT i, COUNT(*) OVER w AS n, ARRAY_AGG(DISTINCT v) OVER w AS vs
+        FROM (SELECT i, 'one key' AS k, CASE WHEN i > 0 THEN 7 END AS v, proc FROM paced)
+        WINDOW w AS (PARTITION BY k ORDER BY proc
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)""")
+    with result.collect() as rows:
+        seen = sorted((row[0], row[1], row[2]) for row in rows)
+    assert seen[0] == (1, 1, [7])
+    expired = [(i, vs) for i, n, vs in seen[1:] if n == 1]
+    assert expired, f"no accumulator expired between rows 500 ms apart: {seen}"
+    assert all(vs is None for _, vs in expired), seen
