@@ -139,12 +139,13 @@ def test_flink_keeps_a_distinct_map_of_an_unbounded_over_past_the_ttl():
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     t_env.get_config().set("parallelism.default", "1")
     t_env.get_config().set("table.exec.state.ttl", "100 ms")
-    # Rows 500 ms apart (now and then two at once): most find their accumulator expired.
+    # Rows 500 ms apart, after a burst of up to three (the rate limiter's stored permits):
+    # the later rows find their accumulator expired.
     # `v` is nullable, else the planner declares the array NOT NULL and the job fails.
     t_env.execute_sql("""
         CREATE TEMPORARY TABLE paced (i BIGINT, proc AS PROCTIME()) WITH (
-            'connector' = 'datagen', 'rows-per-second' = '2', 'number-of-rows' = '4',
-            'fields.i.kind' = 'sequence', 'fields.i.start' = '1', 'fields.i.end' = '4')""")
+            'connector' = 'datagen', 'rows-per-second' = '2', 'number-of-rows' = '6',
+            'fields.i.kind' = 'sequence', 'fields.i.start' = '1', 'fields.i.end' = '6')""")
     result = t_env.execute_sql("""
         SELECT i, COUNT(*) OVER w AS n, ARRAY_AGG(DISTINCT v) OVER w AS vs
         FROM (SELECT i, 'one key' AS k, CASE WHEN i > 0 THEN 7 END AS v, proc FROM paced)
