@@ -34,15 +34,19 @@ def test_job_sql_on_in_memory_rows(run, check):
     check(run)
 
 
-def test_kafka_plan_reads_predicts_and_joins_once(tmp_path):
-    """The planner must not copy a source, the prediction UDF or the join into branches.
-
-    Only the plan of the Kafka job is built (no broker is contacted), at parallelism 2.
-    """
-    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0,
+@pytest.fixture(scope="module")
+def kafka_plan(tmp_path_factory) -> list[dict]:
+    """The operators of the Kafka job with the default settings, at parallelism 2: only
+    its plan is built (no broker is contacted)."""
+    settings = Settings.load(state_dir=str(tmp_path_factory.mktemp("plan")), web_ui_port=0,
                              bootstrap_servers="127.0.0.1:9", parallelism=2)
     bootstrap_model(settings)
-    nodes = build_pipeline(settings).stream_graph()
+    return build_pipeline(settings).stream_graph()
+
+
+def test_kafka_plan_reads_predicts_and_joins_once(kafka_plan):
+    """The planner must not copy a source, the prediction UDF or the join into branches."""
+    nodes = kafka_plan
     contents = [node["contents"] for node in nodes]
 
     def count(text):
@@ -113,14 +117,11 @@ def test_event_time_source_payload_parses_the_timestamp_on_the_jvm(tmp_path):
     assert len(scans) == 2 and all("JSON_VALUE(" in c and "$.Timestamp" in c for c in scans)
 
 
-def test_no_unbounded_over_keeps_state_that_the_ttl_does_not_expire(tmp_path):
+def test_no_unbounded_over_keeps_state_that_the_ttl_does_not_expire(kafka_plan):
     """An unbounded processing-time OVER expires only its accumulator row (the platform
     fact below); a DISTINCT's map, ARRAY_AGG's list and the like would outlive it, one per
     key. The window rule's OVER has a key per window: it must use none of them."""
-    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0,
-                             bootstrap_servers="127.0.0.1:9")
-    bootstrap_model(settings)
-    overs = [node["contents"] for node in build_pipeline(settings).stream_graph()
+    overs = [node["contents"] for node in kafka_plan
              if "OverAggregate(" in node["contents"]
              and "UNBOUNDED PRECEDING" in node["contents"]]
     assert len(overs) == 5, overs  # first seen (2), the window rule's figures, 2 crossings
