@@ -160,7 +160,7 @@ def build_pipeline(settings: Settings, *, bounds: Bounds | None = None, local: b
                                    extra=flink_options)
     limits = Limits.from_settings(settings)
     t_env.create_temporary_function("parse_weight", parse_weight(limits))
-    t_env.create_temporary_function("observe_pipeline", observe_pipeline())
+    t_env.create_temporary_function("observe_pipeline", observe_pipeline(settings.max_species))
     t_env.create_temporary_function(
         "score_measurement", score_measurement(limits, str(registry.root.resolve()),
                                                settings.model_poll_s,

@@ -52,6 +52,7 @@ import numpy as np
 
 from fishweight.models.estimator import SpeciesShrinkageRegressor, refit_species
 from fishweight.models.policy import (
+    admitted_species,
     fit,
     loo_gate,
     refinement_due,
@@ -72,7 +73,7 @@ REFINE_STEP = 5       # more records of the species before the next attempt
 # to swap (a drift improves the error several-fold, a refinement by ~40 %).
 GATE_MARGIN = 0.05
 ACTIONS = ("promoted", "not_promoted", "skipped_stale", "skipped_too_few", "skipped_duplicate",
-           "failed")
+           "skipped_species_limit", "failed")
 CHANGE_WAIT_S = 5.0  # the trainer waits at most this long for change_min_records
 
 
@@ -167,6 +168,13 @@ def evidence_of(model: LoadedModel) -> dict[str, int]:
     if "species_records" in m:
         return {s: int(n) for s, n in m["species_records"].items()}
     return {s: int(m.get("n_samples", 0)) for s in m.get("species", [])}
+
+
+def species_of(model: LoadedModel) -> list[str]:
+    """The species a model knows (its own, or as its manifest lists them)."""
+    if isinstance(model.estimator, SpeciesShrinkageRegressor):
+        return list(model.estimator.species_)
+    return list(model.manifest.get("species", []))
 
 
 class Trainer:
@@ -296,8 +304,12 @@ class Trainer:
         current = self.registry.load_current()
         counts = self.species_counts(current)
         changes = changes_of(current)
+        known = species_of(current)
+        full = len(known) >= self.settings.max_species
         for species in refinement_due(counts, evidence_of(current),
                                       self.settings.refine_min_records):
+            if full and species not in known:
+                continue  # it cannot be learnt (max_species): a retrain would be refused
             tries, at = self._refine_tries.get((current.version, species), (0, 0))
             if tries >= REFINE_ATTEMPTS or (tries and counts[species] < at + REFINE_STEP):
                 continue
@@ -386,9 +398,20 @@ class Trainer:
                  reason: str) -> Decision:
         s = self.settings
         changes = changes_of(current)
-        records = select_training_records(
-            self.store.latest, self.store.species_counts(before_ms), before_ms,
-            s.retrain_samples, s.memory_per_species, changes)
+        stored = self.store.species_counts(before_ms)
+        known = species_of(current)
+        wanted = [sp for sp in event.get("Species") or [] if isinstance(sp, str)]
+        admitted = admitted_species(known, wanted, stored, s.max_species)
+        if wanted and not admitted.intersection(wanted):
+            return Decision("skipped_species_limit", event,
+                            f"the model knows {len(known)} species, the most it may learn "
+                            f"(max_species = {s.max_species}): {', '.join(wanted)} is not "
+                            f"learnt, its fish are predicted from the shared line",
+                            reason=reason, current_version=current.version)
+        records = [r for r in select_training_records(
+                       self.store.latest, [sp for sp in stored if sp in admitted], before_ms,
+                       s.retrain_samples, s.memory_per_species, changes)
+                   if r["Species"] in admitted]
         if len(records) < MIN_TRAINING_RECORDS:
             return Decision("skipped_too_few", event,
                             f"only {len(records)} records stored, need {MIN_TRAINING_RECORDS}",

@@ -1,5 +1,6 @@
 """Fitting, scoring and the retraining rules: species memory, the gate, refinement.
 
+``admitted_species``         which species a new model may learn (``max_species``).
 ``select_training_records``  the newest N records up to the trigger, plus species memory.
 ``loo_gate``                 the candidate's leave-one-out error vs the current model's
                              error on records it has not trained on.
@@ -95,6 +96,24 @@ def select_training_records(latest: LatestFn, species_seen: Iterable[str], befor
                 chosen[key] = r
                 have += 1
     return sorted(chosen.values(), key=lambda r: (r["Timestamp"], r["Fish_Id"]))
+
+
+def admitted_species(known: Iterable[str], first: Iterable[str], stored: dict[str, int],
+                     limit: int) -> set[str]:
+    """The species a new model may learn, at most ``limit`` (``max_species``).
+
+    Species names come from the input, so a broken or hostile producer can invent any
+    number of them; each would be one more retrain and one more species in every model
+    after it. A model keeps every species the current one ``known`` (even beyond a limit
+    lowered since), then takes ``first`` (the species the event is about), then the other
+    ``stored`` species, most records first, while there is room.
+    """
+    admitted = set(known)
+    for species in [*first, *sorted(stored, key=lambda s: (-stored[s], s))]:
+        if len(admitted) >= limit:
+            break
+        admitted.add(species)
+    return admitted
 
 
 # -- promotion gate ----------------------------------------------------------------

@@ -149,7 +149,7 @@ def test_trainer_stores_retrains_skips_and_refuses(trainer_settings):
     assert (stats.diffs_stored, stats.retrain_events) == (110, 5)
     assert {a: stats.count(a) for a in ACTIONS} == {
         "promoted": 1, "not_promoted": 1, "skipped_stale": 2, "skipped_too_few": 0,
-        "skipped_duplicate": 1, "failed": 0}
+        "skipped_duplicate": 1, "skipped_species_limit": 0, "failed": 0}
 
 
 def test_early_event_trains_up_to_its_record_remembers_salmon_and_refines(trainer_settings):

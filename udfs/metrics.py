@@ -31,8 +31,8 @@ from fishweight.records import REASON_CLASSES
 
 GROUP = "fishweight"
 # Species are names from the input: a hostile or broken producer could send thousands.
-# The first MAX_SPECIES get their own metrics; the rest are counted together as OTHER.
-MAX_SPECIES = 50
+# The first `max_species` (the setting) get their own metrics; the rest are counted
+# together as OTHER.
 OTHER = "_other"
 # Why a record found no partner (sql/28_metrics.sql classifies the reasons of 22_pairs.sql).
 UNMATCHED_CLASSES = {"measurement": ("noWeight", "other"),
@@ -104,6 +104,9 @@ class Totals:
 class ObservePipeline(ScalarFunction):
     """``observe_pipeline(Kind, Species, Detail, Records, Total, Latest)``: one second's counts."""
 
+    def __init__(self, max_species: int) -> None:
+        self.max_species = max_species
+
     def open(self, function_context: FunctionContext) -> None:
         self._group = group = function_context.get_metric_group().add_group(GROUP)
         unmatched = group.add_group("unmatched")
@@ -129,7 +132,7 @@ class ObservePipeline(ScalarFunction):
             return None
         species = self._totals.species
         if name not in species:
-            if len(species) >= MAX_SPECIES:
+            if len(species) >= self.max_species:
                 name = OTHER
             if name not in species:
                 species[name] = SpeciesMetrics.register(self._group.add_group("species", name))
@@ -173,6 +176,6 @@ class ObservePipeline(ScalarFunction):
         return pd.Series([True] * len(kind))
 
 
-def observe_pipeline():
+def observe_pipeline(max_species: int):
     """``observe_pipeline(Kind, Species, Detail, Records BIGINT, Total DOUBLE, Latest DOUBLE)``."""
-    return udf(ObservePipeline(), result_type=DataTypes.BOOLEAN(), func_type="pandas")
+    return udf(ObservePipeline(max_species), result_type=DataTypes.BOOLEAN(), func_type="pandas")

@@ -229,6 +229,14 @@ class Settings:
                   "doc": "Species memory: a species with fewer records among the newest "
                          "`retrain_samples` is topped up with its own newest, up to this many"},
     )
+    max_species: int = field(
+        default=50,
+        metadata={"env": "FISHWEIGHT_MAX_SPECIES",
+                  "doc": "Most species a model learns (Species names come from the input): "
+                         "the trainer refuses to learn more (`skipped_species_limit`), whose "
+                         "fish keep the shared line; also the species with metrics of their "
+                         "own, the rest counted as `_other`"},
+    )
     refine_min_records: int = field(
         default=15,
         metadata={"env": "FISHWEIGHT_REFINE_MIN_RECORDS",
@@ -412,6 +420,8 @@ class Settings:
             problems.append("error_threshold must be > 0")
         if self.retrain_samples < 4:
             problems.append("retrain_samples must be >= 4")
+        if self.max_species < 1:
+            problems.append("max_species must be >= 1")
         if self.memory_per_species < 0 or self.refine_min_records < 0:
             problems.append("memory_per_species and refine_min_records must be >= 0")
         join_span_s = max(self.join_bound_s, self.join_before_s)
