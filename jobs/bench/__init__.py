@@ -11,7 +11,8 @@ b. ``throughput``: the full job against a raw Kafka-to-Kafka passthrough on the 
    own with a fresh broker (``runs``), each rate over its output's span (``steady``) and
    over its output's second half (``warm``, after the JIT's warm-up).
 c. ``latency``: measurement produced -> prediction consumed, p50/p99/max, at fixed rates
-   through a live job with checkpoints; restarts and failed checkpoints from REST.
+   through a live job with checkpoints, each run on a fresh broker of its own; restarts
+   and failed checkpoints from REST.
 d. ``drift``: salmon, then walleye (the model knows only salmon), through a live job and
    the trainer: seconds from the first walleye to the retrain event, to the new
    version being published, and to the first prediction by it.
@@ -123,8 +124,7 @@ def run_bench(settings: Settings, config: BenchConfig, parts: set[str]) -> Resul
                                                 broker.pid)
                 log.info("profile: %s", results.profile)
             if "latency" in parts:
-                results.latency = bench_latency(settings, broker.bootstrap_servers, config,
-                                                broker.pid)
+                results.latency = bench_latency(settings, config)
             if "drift" in parts:
                 results.drift = bench_drift(settings, broker.bootstrap_servers, config)
                 log.info("drift: %s", results.drift)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +21,7 @@ from fishweight.jobs.bench.procfs import cpu_s
 from fishweight.jobs.bench.stats import pct
 from fishweight.jobs.bench.throughput import passthrough_statements
 from fishweight.jobs.predict import build_pipeline
+from fishweight.runtime.broker import EmbeddedBroker
 from fishweight.runtime.flink_rest import local_url, rest, wait_until_running
 from fishweight.runtime.processes import free_port
 from fishweight.runtime.settings import Settings
@@ -30,19 +32,27 @@ if TYPE_CHECKING:
 log = logging.getLogger("fishweight.bench")
 
 
-def bench_latency(settings: Settings, servers: str, config: BenchConfig,
-                  broker_pid: int | None = None) -> dict:
-    """The full job at each of ``config.rates``, then the passthrough at 100/s."""
+def bench_latency(settings: Settings, config: BenchConfig) -> dict:
+    """The full job at each of ``config.rates``, then the passthrough at 100/s.
+
+    Every run has an embedded broker of its own: Tansu's memory storage slows down as it
+    fills (docs/platform.md), so on a shared broker each run would start on the data of
+    the runs before it, and the floor, measured last, would be the slowest of all.
+    """
     out = {}
+    logs = Path(settings.state_dir) / "bench"
     for rate in config.rates:
-        out[str(rate)] = _latency_at(settings, servers, rate, config.rate_seconds,
-                                     config.warmup_seconds, broker_pid=broker_pid,
-                                     warm_fish=config.warm_fish)
+        with EmbeddedBroker(log_path=logs / f"broker-latency-{rate}.log") as broker:
+            out[str(rate)] = _latency_at(settings, broker.bootstrap_servers, rate,
+                                         config.rate_seconds, config.warmup_seconds,
+                                         broker_pid=broker.pid, warm_fish=config.warm_fish)
         log.info("latency at %d/s: %s", rate, out[str(rate)])
-    # The floor: the same path through the broker and Flink, no pipeline.
-    out["100-passthrough"] = _latency_at(settings, servers, 100, min(config.rate_seconds, 60),
-                                         config.warmup_seconds, passthrough=True,
-                                         broker_pid=broker_pid, warm_fish=config.warm_fish)
+    # The floor: the same path through a broker and Flink, no pipeline.
+    with EmbeddedBroker(log_path=logs / "broker-latency-100-passthrough.log") as broker:
+        out["100-passthrough"] = _latency_at(
+            settings, broker.bootstrap_servers, 100, min(config.rate_seconds, 60),
+            config.warmup_seconds, passthrough=True, broker_pid=broker.pid,
+            warm_fish=config.warm_fish)
     return out
 
 
