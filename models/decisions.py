@@ -4,7 +4,8 @@ A retrain event (the first crossing of a window's running error, per species) is
 handled like this:
 
 1. **Once per window.** An event for a (window, species) that was already decided is
-   skipped (a replay after a restart may repeat it).
+   skipped (a replay after a restart may repeat it). A species the model may not learn
+   (``max_species``, ``policy.admitted_species``) is refused before any fitting.
 2. **Stale rule.** A window scored (even partly) by a version older than the current
    one is skipped: that model has not had its chance yet, so one drift causes one
    retrain, not a storm.
@@ -74,6 +75,10 @@ REFINE_STEP = 5       # more records of the species before the next attempt
 GATE_MARGIN = 0.05
 ACTIONS = ("promoted", "not_promoted", "skipped_stale", "skipped_too_few", "skipped_duplicate",
            "skipped_species_limit", "failed")
+# Not a verdict on the window: a repeat is no news, and a species refused for the limit
+# is refused again as long as the limit stands (so an invented name per window adds no
+# entry to the decided windows).
+UNDECIDED = ("skipped_duplicate", "skipped_species_limit")
 CHANGE_WAIT_S = 5.0  # the trainer waits at most this long for change_min_records
 
 
@@ -188,7 +193,8 @@ class Trainer:
         self.decisions_path = Path(settings.state_dir) / "trainer-decisions.jsonl"
         decisions = read_decisions(settings)
         self._decided_windows = {window_key(d["event"]) for d in decisions
-                                 if d.get("reason", "window") in ("window", "change")}
+                                 if d.get("reason", "window") in ("window", "change")
+                                 and d.get("action") not in UNDECIDED}
         self._refine_tries: dict[tuple[int, str], tuple[int, int]] = {}
         self._recover_promotion(decisions)
 
@@ -254,7 +260,7 @@ class Trainer:
         decision = self._decide(event)  # a StoreError: the event is handled again later
         self.stats.retrain_events += 1
         decision = self._record(decision)
-        if decision.action != "skipped_duplicate":
+        if decision.action not in UNDECIDED:
             self._decided_windows.add(window_key(event))
         log.info("retrain event for %s %s..%s (ErrorAvg %.3f, Count %s): %s - %s",
                  event.get("Species"), event.get("WindowStart"), event.get("WindowEnd"),

@@ -81,10 +81,14 @@ def test_the_model_learns_at_most_max_species_and_refuses_the_rest(trainer):
         assert refused.action == "skipped_species_limit", refused.detail
         assert "max_species = 3" in refused.detail and species in refused.detail
         assert refused.current_version == 3
+    # A refusal holds while the limit stands and is no verdict on the window: the same
+    # event again is refused again, not remembered as decided.
+    again = trainer.handle_retrain(refused.event)
+    assert again.action == "skipped_species_limit", again.detail
     served = trainer.registry.load_current()
     assert served.version == 3 and sorted(species_of(served)) == ["perch", "pike", "salmon"]
     assert not served.estimator.knows("invented-1")  # its fish keep the shared line
-    assert trainer.stats.count("skipped_species_limit") == 2
+    assert trainer.stats.count("skipped_species_limit") == 3
 
     # A window of a known species while invented ones are among the newest records: the
     # model is retrained on the species it may know, none of the others.
@@ -105,6 +109,14 @@ def test_the_model_learns_at_most_max_species_and_refuses_the_rest(trainer):
         refined.append(done.event["Species"][0])
     assert not [s for s in refined if s.startswith("invented")], refined
     assert sorted(species_of(trainer.registry.load_current())) == ["perch", "pike", "salmon"]
+
+    # With the limit raised (a trainer restarted on the same state), the species' next
+    # window is learnt.
+    raised = Trainer(trainer.settings.replace(max_species=4))
+    producer.trainer = raised
+    learnt = raised.handle_retrain(producer.window_event(producer.fish("invented-1", 5)))
+    assert learnt.action == "promoted", learnt.detail
+    assert "invented-1" in species_of(raised.registry.load_current())
 
 
 def test_admission_keeps_every_known_species_then_the_events_then_the_most_stored():
