@@ -167,5 +167,6 @@ def lines(status: JobStatus) -> list[str]:
             if k.startswith("fishweight_trainer_decisions_total,") and v)
         out.append(f"trainer: events {int(t.get('fishweight_trainer_events_total', 0))}, "
                    f"decisions: {decisions or 'none'}; model v"
-                   f"{int(t.get('fishweight_trainer_model_version', 0))}")
+                   f"{int(t.get('fishweight_trainer_model_version', 0))} knows "
+                   f"{int(t.get('fishweight_trainer_model_species', 0))} species")
     return out

@@ -27,6 +27,7 @@ from fishweight.models.decisions import (
     TrainerStats,
     trigger_time_ms,
 )
+from fishweight.models.registry import ModelError
 from fishweight.models.store import StoreError
 from fishweight.records import diff_problem, event_problem, payload_evidence
 from fishweight.runtime.settings import Settings, redact_uri
@@ -59,6 +60,18 @@ class TrainerService:
             self.metrics.close()
             raise
         self.metrics.model_version.set(self.trainer.registry.current_version() or 0)
+        self._count_species()
+
+    def _count_species(self) -> None:
+        """The served model's species, as its manifest lists them."""
+        registry = self.trainer.registry
+        version = registry.current_version()
+        try:
+            species = registry.manifest(version).get("species", []) if version else []
+        except ModelError as exc:
+            log.warning("cannot read the manifest of model version %s: %s", version, exc)
+            return
+        self.metrics.model_species.set(len(species))
 
     def _connect(self) -> None:
         settings = self.settings
@@ -224,6 +237,8 @@ class TrainerService:
     def _decided(self, decision: Decision | None, started: float) -> None:
         if decision is not None:
             self.metrics.decided(decision, time.perf_counter() - started)
+            if decision.action == "promoted":
+                self._count_species()
 
     def _refine(self) -> None:
         started = time.perf_counter()

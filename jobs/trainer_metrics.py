@@ -72,6 +72,9 @@ class TrainerMetrics:
                                    registry=r)
         self.model_version = Gauge(f"{PREFIX}_model_version", "The version CURRENT names",
                                    registry=r)
+        self.model_species = Gauge(f"{PREFIX}_model_species",
+                                   "Species the version CURRENT names knows (at most "
+                                   "max_species are learnt)", registry=r)
         self._server: WSGIServer | None = None
 
     def decided(self, decision: Decision, seconds: float) -> None:

@@ -25,6 +25,7 @@ from fishweight import sql
 from fishweight.jobs.cli import main
 from fishweight.jobs.train import TrainerService
 from fishweight.models.bootstrap import bootstrap_model
+from fishweight.models.decisions import species_of
 from fishweight.models.registry import ModelRegistry
 from fishweight.records import reason_class
 from fishweight.runtime.flink_rest import local_url, rest, wait_until_running
@@ -245,6 +246,8 @@ def test_the_trainers_prometheus_metrics_match_what_it_did(run):
             decisions[dict(labels)["action"]] += v
     assert sum(decisions.values()) >= len(t["retrains"]), decisions
     assert value("fishweight_trainer_model_version") == run["current"]
+    served = ModelRegistry.for_settings(run["settings"]).load(run["current"])
+    assert value("fishweight_trainer_model_species") == len(species_of(served)) >= 1
     assert value("fishweight_trainer_dead_letters_total") == 0
     assert value("fishweight_trainer_store_errors_total") == 0
     if decisions.get("promoted"):
@@ -289,6 +292,7 @@ def test_fishweight_status_reads_the_running_job(run):
     assert f"joined {len(run['topics']['diffs'])}" in out
     assert "salmon: joined" in out and "walleye: joined" in out
     assert f"model v{run['current']}" in out and "trainer: events" in out
+    assert re.search(rf"; model v{run['current']} knows [1-9]\d* species", out), out
     assert re.search(r"event-time lag \(now - watermark\): measurements [\d.]+ s", out)
 
 
