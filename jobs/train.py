@@ -25,6 +25,7 @@ from fishweight.models.decisions import (
     Decision,
     Trainer,
     TrainerStats,
+    species_of,
     trigger_time_ms,
 )
 from fishweight.models.registry import ModelError
@@ -63,13 +64,11 @@ class TrainerService:
         self._count_species()
 
     def _count_species(self) -> None:
-        """The served model's species, as its manifest lists them."""
-        registry = self.trainer.registry
-        version = registry.current_version()
+        """The served model's species."""
         try:
-            species = registry.manifest(version).get("species", []) if version else []
+            species = species_of(self.trainer.registry.load_current())
         except ModelError as exc:
-            log.warning("cannot read the manifest of model version %s: %s", version, exc)
+            log.warning("cannot count the served model's species: %s", exc)
             return
         self.metrics.model_species.set(len(species))
 
