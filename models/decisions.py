@@ -311,10 +311,9 @@ class Trainer:
         counts = self.species_counts(current)
         changes = changes_of(current)
         known = species_of(current)
-        full = len(known) >= self.settings.max_species
         for species in refinement_due(counts, evidence_of(current),
                                       self.settings.refine_min_records):
-            if full and species not in known:
+            if species not in admitted_species(known, [species], {}, self.settings.max_species):
                 continue  # it cannot be learnt (max_species): a retrain would be refused
             tries, at = self._refine_tries.get((current.version, species), (0, 0))
             if tries >= REFINE_ATTEMPTS or (tries and counts[species] < at + REFINE_STEP):
