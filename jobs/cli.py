@@ -206,6 +206,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         config.rates = tuple(int(r) for r in args.rates.split(","))
     if args.rate_seconds:
         config.rate_seconds = args.rate_seconds
+    if args.latency_rounds < 1:
+        print("fishweight bench: --latency-rounds must be at least 1", file=sys.stderr)
+        return 2
+    config.latency_rounds = args.latency_rounds
     parts = set(args.parts.split(","))
     unknown = parts - PARTS
     if unknown:
@@ -321,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", default="", help="latency rates per second, e.g. 100,1000,5000")
     p.add_argument("--rate-seconds", type=float, default=0.0,
                    help="seconds per latency rate (default 60, --quick 20)")
+    p.add_argument("--latency-rounds", type=int, default=1,
+                   help="latency: rounds of every rate and its own floor; the table gives "
+                        "the medians (two runs differ by as much as the target's margin)")
     p.add_argument("--ab", default="", metavar="BASE[..NEW]",
                    help="instead of the parts: the full job's throughput at two commits, "
                         "interleaved (NEW default: this working tree), and each pair's ratio")

@@ -124,3 +124,32 @@ def test_rates_steady_over_the_whole_output_warm_over_its_second_half():
     r = rates(stamps, 8)
     assert r["output_span_s"] == 7.0 and r["steady"] == 8 / 7.0
     assert r["warm"] == 4 / 1.0  # half the input records in the 1 s from 6 s to 7 s
+
+
+def test_latency_rounds_take_each_job_run_against_the_floor_of_its_own_round():
+    from fishweight.jobs.bench import Results
+    from fishweight.jobs.bench.latency import FLOOR, latency_medians
+
+    def run(rate, p50, p99, job="full job"):
+        return {"job": job, "rate_per_s": rate, "seconds": 60, "predicted": 6000, "sent": 6000,
+                "p50_ms": p50, "p99_ms": p99, "max_ms": 2 * p99, "checkpoints_completed": 9,
+                "checkpoints_failed": 0, "state_backend": "hashmap",
+                "last_checkpoint_mb": 4.0, "last_checkpoint_ms": 30, "restarts": 0}
+
+    # The third round's host was slow: job and floor alike. Against its own floor the
+    # job is +70 / +130 ms there, against the median floor it would look +90 / +190.
+    rounds = [{"100": run(100, 100, 200), "1000": run(1000, 200, 450),
+               FLOOR: run(100, 35, 80, "passthrough")},
+              {"100": run(100, 90, 180), "1000": run(1000, 210, 400),
+               FLOOR: run(100, 33, 70, "passthrough")},
+              {"100": run(100, 125, 270), "1000": run(1000, 190, 500),
+               FLOOR: run(100, 55, 140, "passthrough")}]
+    medians = latency_medians(rounds)
+    assert medians["100"] == {"rounds": 3, "p50_ms": 100.0, "p99_ms": 200.0,
+                              "p50_ms_above_floor": 65.0, "p99_ms_above_floor": 120.0}
+    assert medians["1000"] == {"rounds": 3, "p50_ms": 200.0, "p99_ms": 450.0}
+    assert medians[FLOOR] == {"rounds": 3, "p50_ms": 35.0, "p99_ms": 80.0}
+    shown = table(Results(latency={"rounds": rounds, "medians": medians}))
+    assert "| latency at 100/s, full job, round 3 (60 s after 0 s warm-up) | p50 125 ms" in shown
+    assert ("| latency at 100/s, full job, median of 3 rounds | p50 100 ms, p99 200 ms; "
+            "above its round's floor p50 +65, p99 +120 ms |") in shown

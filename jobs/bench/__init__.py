@@ -70,6 +70,9 @@ class BenchConfig:
     parallelisms: tuple[int, ...] = (1, 2)
     rates: tuple[int, ...] = (100, 1000, 5000)
     rate_seconds: float = 60.0
+    # Rounds of the latency part (each: every rate, then its own floor); the table gives
+    # the medians over them, each job run taken against the floor of its round.
+    latency_rounds: int = 1
     # Sent at the rate first and not measured: the JVM compiles the job's hot code
     # in its first tens of seconds (the profile shows the JIT as the top CPU user).
     warmup_seconds: float = 30.0

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fishweight.jobs.bench.latency import FLOOR
 from fishweight.jobs.bench.serving import TUNED
 from fishweight.runtime.settings import Settings
 
@@ -43,19 +44,18 @@ def table(r: Results) -> str:
         rows.append(f"| full job / passthrough, {key[:1]}={key[1:]} (median of {pairs} pairs) "
                     f"| steady {value['median_ratio_steady']:.3f} / warm "
                     f"{value['median_ratio_warm']:.3f} |")
-    for lat in r.latency.values():
-        rows.append(f"| latency at {lat['rate_per_s']}/s, {lat.get('job', 'full job')} "
-                    f"({lat['seconds']:.0f} s after "
-                    f"{lat.get('warmup_seconds', 0):.0f} s warm-up) | "
-                    + (f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, "
-                       f"max {lat['max_ms']:.0f} ms; " if lat["predicted"] else "")
-                    + f"{lat['predicted']}/{lat['sent']} predicted, checkpoints "
-                    f"{lat['checkpoints_completed']} ok / {lat['checkpoints_failed']} failed "
-                    f"({lat['state_backend']}, last {lat['last_checkpoint_mb']:.1f} MB in "
-                    f"{lat['last_checkpoint_ms']} ms), {lat['restarts']} restarts"
-                    + (f"; broker {lat['broker_cores_first']:.2f} -> "
-                       f"{lat['broker_cores_last']:.2f} cores"
-                       if lat.get("broker_cores_last") is not None else "") + " |")
+    for number, runs in enumerate(r.latency.get("rounds", ()), start=1):
+        for lat in runs.values():
+            rows.append(_latency_row(lat, number if len(r.latency["rounds"]) > 1 else None))
+    for key, m in r.latency.get("medians", {}).items():
+        if len(r.latency["rounds"]) < 2 or m["p50_ms"] is None:
+            continue
+        above = ("" if m.get("p50_ms_above_floor") is None else
+                 f"; above its round's floor p50 +{m['p50_ms_above_floor']:.0f}, "
+                 f"p99 +{m['p99_ms_above_floor']:.0f} ms")
+        what = "100/s, passthrough" if key == FLOOR else f"{key}/s, full job"
+        rows.append(f"| latency at {what}, median of {m['rounds']} rounds | "
+                    f"p50 {m['p50_ms']:.0f} ms, p99 {m['p99_ms']:.0f} ms{above} |")
     if r.profile:
         rows.append(f"| profile: {r.profile['fish']:,} fish backlog, full job "
                     f"(p={1}) | {r.profile['records_per_s']:,.0f} records/s incl. start-up |")
@@ -99,3 +99,20 @@ def write_json(data: dict, settings: Settings, prefix: str) -> Path:
     path = out_dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
     return path
+
+
+def _latency_row(lat: dict, round_number: int | None) -> str:
+    """One latency run: its percentiles, checkpoints, restarts and the broker's CPU."""
+    where = "" if round_number is None else f", round {round_number}"
+    return (f"| latency at {lat['rate_per_s']}/s, {lat.get('job', 'full job')}{where} "
+            f"({lat['seconds']:.0f} s after "
+            f"{lat.get('warmup_seconds', 0):.0f} s warm-up) | "
+            + (f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, "
+               f"max {lat['max_ms']:.0f} ms; " if lat["predicted"] else "")
+            + f"{lat['predicted']}/{lat['sent']} predicted, checkpoints "
+            f"{lat['checkpoints_completed']} ok / {lat['checkpoints_failed']} failed "
+            f"({lat['state_backend']}, last {lat['last_checkpoint_mb']:.1f} MB in "
+            f"{lat['last_checkpoint_ms']} ms), {lat['restarts']} restarts"
+            + (f"; broker {lat['broker_cores_first']:.2f} -> "
+               f"{lat['broker_cores_last']:.2f} cores"
+               if lat.get("broker_cores_last") is not None else "") + " |")
