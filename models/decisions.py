@@ -264,12 +264,10 @@ class Trainer:
         log.exception("retrain event failed: %s", exc)
         self._decided_windows.add(window_key(event))
         self.stats.retrain_events += 1
-        try:
-            serving = self.registry.current_version()
-        except ModelError:
-            serving = None
+        # No current_version: a failure after a publish must not pass for proof that the
+        # publish was recorded (_recover_promotion).
         return self._record(Decision("failed", event, f"{type(exc).__name__}: {exc}"[:500],
-                                     reason=rule_of(event), current_version=serving))
+                                     reason=rule_of(event)))
 
     def handle_retrain(self, event: dict[str, Any]) -> Decision:
         decision = self._decide(event)  # a StoreError: the event is handled again later
