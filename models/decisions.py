@@ -36,7 +36,9 @@ counts only records since the change.
 store holds ``refine_min_records`` of a species that had fewer when the current model
 was promoted, the trainer retrains by itself (at most a few attempts, each after more
 records), so a drift costs at most two promotions. Every decision is appended to
-``<state_dir>/trainer-decisions.jsonl``.
+``<state_dir>/trainer-decisions.jsonl``; past ``decision_log_max_mb`` it rolls over to
+``trainer-decisions.jsonl.1`` (the one before is dropped), so the log the trainer reads
+at start is bounded.
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ class Trainer:
         self.registry = ModelRegistry.for_settings(settings)
         self.store = store or open_store(settings.resolved_store_uri)
         self.stats = TrainerStats()
-        self.decisions_path = Path(settings.state_dir) / "trainer-decisions.jsonl"
+        self.decisions_path = decision_log(settings)
         decisions = read_decisions(settings)
         self._decided_windows = {window_key(d["event"]) for d in decisions
                                  if d.get("reason", "window") in ("window", "change")
@@ -209,8 +211,10 @@ class Trainer:
         recorded before the next event was read.
         """
         version = self.registry.current_version()
-        if version is None or any(d.get("action") == "promoted" and d.get("version") == version
-                                  for d in decisions):
+        # A decision taken while the version served is proof too: its promotion's record
+        # came before it, and may since have rolled out of the log.
+        if version is None or any((d.get("action") == "promoted" and d.get("version") == version)
+                                  or d.get("current_version") == version for d in decisions):
             return
         try:
             manifest = self.registry.manifest(version)
@@ -246,6 +250,13 @@ class Trainer:
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())  # durable before the event's offset is committed
+            size = fh.tell()
+        if size > self.settings.decision_log_max_mb * 2**20:
+            # The newest decisions stay readable: the file that holds them becomes the
+            # rolled one, whole, and the next decision starts a new file.
+            os.replace(self.decisions_path, rolled(self.decisions_path))
+            log.info("decision log rolled over to %s (%d bytes)",
+                     rolled(self.decisions_path), size)
         return decision
 
     def fail(self, event: dict[str, Any], exc: BaseException) -> Decision:
@@ -253,6 +264,8 @@ class Trainer:
         log.exception("retrain event failed: %s", exc)
         self._decided_windows.add(window_key(event))
         self.stats.retrain_events += 1
+        # No current_version: a failure after a publish must not pass for proof that the
+        # publish was recorded (_recover_promotion).
         return self._record(Decision("failed", event, f"{type(exc).__name__}: {exc}"[:500],
                                      reason=rule_of(event)))
 
@@ -439,17 +452,31 @@ class Trainer:
                                   **({"changes": changes} if changes else {})})
 
 
+def decision_log(settings: Settings) -> Path:
+    """Where the trainer appends its decisions (``rolled`` of it holds the ones before)."""
+    return Path(settings.state_dir) / "trainer-decisions.jsonl"
+
+
+def rolled(path: Path) -> Path:
+    return path.with_name(path.name + ".1")
+
+
 def read_decisions(settings: Settings) -> list[dict[str, Any]]:
-    """The decision log; a line cut short (the trainer killed while appending) is skipped."""
-    path = Path(settings.state_dir) / "trainer-decisions.jsonl"
-    if not path.exists():
-        return []
+    """The decision log, oldest first: the rolled-over file, then the current one.
+
+    A line cut short (the trainer killed while appending) is skipped.
+    """
+    current = decision_log(settings)
     decisions = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
+    for path in (rolled(current), current):
+        if not path.exists():
             continue
-        try:
-            decisions.append(json.loads(line))
-        except ValueError:
-            log.warning("%s:%d is not a complete decision (cut short?); skipped", path, number)
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                decisions.append(json.loads(line))
+            except ValueError:
+                log.warning("%s:%d is not a complete decision (cut short?); skipped", path,
+                            number)
     return decisions

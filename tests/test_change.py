@@ -198,6 +198,40 @@ def test_change_events_are_keyed_by_species_and_version():
 
 
 
+def test_the_decision_log_rolls_over_and_a_restart_still_reads_what_it_needs(tmp_path):
+    """A chronically bad species fires an event a minute for ever: the log the trainer
+    reads at start stays bounded, and what rolled out of it is not mistaken for a lost
+    promotion."""
+    from fishweight.models.decisions import decision_log, read_decisions, rolled
+
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0,
+                             decision_log_max_mb=4 / 1024)  # 4 KB: a few decisions a file
+    bootstrap_model(settings)
+    trainer = Trainer(settings)
+    change = _salmon_heavier_since_fish_41(trainer, np.random.default_rng(7))
+    assert trainer.handle_retrain(change).action == "promoted"
+    # Windows still scored by version 1, one a minute: each decided (stale) and logged.
+    windows = [{**change, "Rule": "window", "Change_Timestamp": None,
+                "WindowStart": f"2023-11-14T23:{m:02d}:00",
+                "WindowEnd": f"2023-11-14T23:{m:02d}:10"} for m in range(20)]
+    assert {trainer.handle_retrain(w).action for w in windows} == {"skipped_stale"}
+
+    log_path = decision_log(settings)
+    assert rolled(log_path).exists() and not rolled(rolled(log_path)).exists()
+    current_size = log_path.stat().st_size if log_path.exists() else 0  # none just after a roll
+    assert current_size <= 4096 < rolled(log_path).stat().st_size
+    kept = read_decisions(settings)
+    assert 2 <= len(kept) < 21 and "promoted" not in [d["action"] for d in kept]
+    assert [d["event"] for d in kept] == windows[-len(kept):]  # the newest, in order
+
+    restarted = Trainer(settings, store=trainer.store)
+    assert restarted.stats.count("promoted") == 0  # v2's record rolled away: not "lost"
+    assert read_decisions(settings) == kept
+    assert restarted.handle_retrain(windows[-1]).action == "skipped_duplicate"
+    # An event older than the log (a replay from an old savepoint) meets the stale rule.
+    assert restarted.handle_retrain(change).action == "skipped_stale"
+
+
 def test_a_promotion_whose_decision_was_lost_is_recovered_and_not_decided_twice(trainer):
     """The trainer killed after switching CURRENT, before appending its decision; and a
     decision line cut short by a kill."""

@@ -237,6 +237,13 @@ class Settings:
                          "fish keep the shared line; also the species with metrics of their "
                          "own, the rest counted as `_other`"},
     )
+    decision_log_max_mb: float = field(
+        default=16.0,
+        metadata={"env": "FISHWEIGHT_DECISION_LOG_MAX_MB",
+                  "doc": "The trainer's decision log (`trainer-decisions.jsonl`) rolls over "
+                         "to `trainer-decisions.jsonl.1` past this size; the two are what "
+                         "the trainer reads at start (10,000 decisions or more each)"},
+    )
     refine_min_records: int = field(
         default=15,
         metadata={"env": "FISHWEIGHT_REFINE_MIN_RECORDS",
@@ -422,6 +429,8 @@ class Settings:
             problems.append("retrain_samples must be >= 4")
         if self.max_species < 1:
             problems.append("max_species must be >= 1")
+        if not self.decision_log_max_mb > 0:
+            problems.append("decision_log_max_mb must be > 0")
         if self.memory_per_species < 0 or self.refine_min_records < 0:
             problems.append("memory_per_species and refine_min_records must be >= 0")
         join_span_s = max(self.join_bound_s, self.join_before_s)
