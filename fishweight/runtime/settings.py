@@ -313,10 +313,12 @@ class Settings:
                   "doc": "Python UDF bundle size (records per round trip)"},
     )
     bundle_time_ms: int = field(
-        default=20,
+        default=10,
         metadata={"env": "FISHWEIGHT_BUNDLE_TIME_MS",
-                  "doc": "Python UDF bundle time bound of the measurements' stage (the "
-                         "predictions' latency cap), milliseconds"},
+                  "doc": "Python UDF bundle time of the measurements' stage, milliseconds: "
+                         "under a steady input a bundle closes every 2x this (PyFlink's "
+                         "check, docs/platform.md), the largest part of a prediction's "
+                         "latency above the broker's"},
     )
     weight_bundle_time_ms: int = field(
         default=100,
