@@ -12,7 +12,8 @@ b. ``throughput``: the full job against a raw Kafka-to-Kafka passthrough on the 
    over its output's second half (``warm``, after the JIT's warm-up).
 c. ``latency``: measurement produced -> prediction consumed, p50/p99/max, at fixed rates
    through a live job with checkpoints, each run on a fresh broker of its own; restarts
-   and failed checkpoints from REST.
+   and failed checkpoints from REST. ``latency_rounds`` rounds of every rate and its own
+   floor (the passthrough at 100/s), and the medians over them.
 d. ``drift``: salmon, then walleye (the model knows only salmon), through a live job and
    the trainer: seconds from the first walleye to the retrain event, to the new
    version being published, and to the first prediction by it.
