@@ -80,9 +80,11 @@ def latency_medians(rounds: list[dict]) -> dict:
     for key in rounds[0] if rounds else ():
         runs = [r[key] for r in rounds if r[key]["predicted"]]
         figures = {"rounds": len(runs)}
+        at_floor_rate = (key != FLOOR and bool(runs)
+                         and runs[0]["rate_per_s"] == rounds[0][FLOOR]["rate_per_s"])
         for q in ("p50_ms", "p99_ms"):
             figures[q] = _median([run[q] for run in runs])
-            if key != FLOOR and runs and runs[0]["rate_per_s"] == rounds[0][FLOOR]["rate_per_s"]:
+            if at_floor_rate:
                 figures[f"{q}_above_floor"] = _median(
                     [r[key][q] - r[FLOOR][q] for r in rounds
                      if r[key]["predicted"] and r[FLOOR]["predicted"]])
