@@ -201,15 +201,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.ab:
         return _bench_ab(args, settings)
-    config = BenchConfig.quick() if args.quick else BenchConfig()
-    if args.rates:
-        config.rates = tuple(int(r) for r in args.rates.split(","))
-    if args.rate_seconds:
-        config.rate_seconds = args.rate_seconds
-    if args.latency_rounds < 1:
-        print("fishweight bench: --latency-rounds must be at least 1", file=sys.stderr)
+    try:
+        config = bench_config(args, BenchConfig.quick() if args.quick else BenchConfig())
+    except ValueError as exc:
+        print(f"fishweight bench: {exc}", file=sys.stderr)
         return 2
-    config.latency_rounds = args.latency_rounds
     parts = set(args.parts.split(","))
     unknown = parts - PARTS
     if unknown:
@@ -220,6 +216,37 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     print(table(results))
     print(f"results: {write(results, settings)}")
     return 0
+
+
+def bench_config(args: argparse.Namespace, config):
+    """``config`` (a ``BenchConfig``) with what the command line sets.
+
+    ValueError, with the option's name, for a value out of range.
+    """
+    if args.rates:
+        config.rates = _counts(args.rates, "--rates")
+    if args.rate_seconds:
+        config.rate_seconds = args.rate_seconds
+    if args.parallelisms:
+        config.parallelisms = _counts(args.parallelisms, "--parallelisms")
+    for name in ("latency_rounds", "job_fish", "passthrough_fish", "throughput_pairs"):
+        if (value := getattr(args, name)) is not None:
+            if value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+            setattr(config, name, value)
+    return config
+
+
+def _counts(text: str, option: str) -> tuple[int, ...]:
+    """A comma-separated list of whole numbers of at least 1."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise ValueError(f"{option} takes whole numbers of at least 1, comma-separated, "
+                         f"not {text!r}")
+    return counts
 
 
 def _bench_ab(args: argparse.Namespace, settings: Settings) -> int:
@@ -325,9 +352,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", default="", help="latency rates per second, e.g. 100,1000,5000")
     p.add_argument("--rate-seconds", type=float, default=0.0,
                    help="seconds per latency rate (default 60, --quick 20)")
-    p.add_argument("--latency-rounds", type=int, default=1,
-                   help="latency: rounds of every rate and its own floor; the table gives "
-                        "the medians (two runs differ by as much as the target's margin)")
+    p.add_argument("--latency-rounds", type=int, default=None,
+                   help="latency: rounds of every rate and its own floor (default 1); the "
+                        "table gives the medians (two runs differ by as much as the "
+                        "target's margin)")
+    p.add_argument("--job-fish", type=int, default=None,
+                   help="throughput: fish per full-job run (default 250000, --quick 40000)")
+    p.add_argument("--passthrough-fish", type=int, default=None,
+                   help="throughput: fish per passthrough run (default 500000, --quick 200000)")
+    p.add_argument("--throughput-pairs", type=int, default=None,
+                   help="throughput: pairs of runs at each parallelism (default 3, --quick 1)")
+    p.add_argument("--parallelisms", default="",
+                   help="throughput: comma-separated parallelisms (default 1,2, --quick 1)")
     p.add_argument("--ab", default="", metavar="BASE[..NEW]",
                    help="instead of the parts: the full job's throughput at two commits, "
                         "interleaved (NEW default: this working tree), and each pair's ratio")

@@ -153,3 +153,30 @@ def test_latency_rounds_take_each_job_run_against_the_floor_of_its_own_round():
     assert "| latency at 100/s, full job, round 3 (60 s after 0 s warm-up) | p50 125 ms" in shown
     assert ("| latency at 100/s, full job, median of 3 rounds | p50 100 ms, p99 200 ms; "
             "above its round's floor p50 +65, p99 +120 ms |") in shown
+
+
+def test_the_command_line_sets_the_sizes_of_the_bench_and_refuses_what_cannot_run():
+    from fishweight.jobs.bench import BenchConfig
+    from fishweight.jobs.cli import bench_config, build_parser
+
+    def config(*argv: str) -> BenchConfig:
+        return bench_config(build_parser().parse_args(["bench", *argv]), BenchConfig())
+
+    assert config() == BenchConfig()  # nothing given, nothing changed
+    long = config("--job-fish", "750000", "--passthrough-fish", "1000000",
+                  "--throughput-pairs", "2", "--parallelisms", "2", "--rates", "100,1000",
+                  "--latency-rounds", "3")
+    assert (long.job_fish, long.passthrough_fish, long.throughput_pairs) == (750_000,
+                                                                             1_000_000, 2)
+    assert long.parallelisms == (2,) and long.rates == (100, 1000)
+    assert long.latency_rounds == 3
+    for argv, option in ((("--job-fish", "0"), "--job-fish"),
+                         (("--latency-rounds", "-1"), "--latency-rounds"),
+                         (("--parallelisms", "1,0"), "--parallelisms"),
+                         (("--parallelisms", "two"), "--parallelisms"),
+                         (("--rates", ""), None)):
+        if option is None:  # an empty --rates keeps the default rates
+            assert config(*argv).rates == BenchConfig().rates
+            continue
+        with pytest.raises(ValueError, match=option):
+            config(*argv)
