@@ -57,3 +57,39 @@ def test_fishweight_broker_stops_on_ctrl_c():
     os.kill(cli.pid, signal.SIGINT)
     assert cli.wait(timeout=15) == 0
     assert all(_gone(c) for c in children)
+
+
+def test_waiting_for_a_broker_that_is_still_starting_logs_no_error(caplog):
+    """Until a server accepts connections the wait probes the port, not a Kafka client
+    (kafka-python logs an ERROR for every refused connection: noise in every `make demo`)."""
+    import logging
+    import threading
+
+    from fishweight.runtime.broker import EmbeddedBroker
+    from fishweight.runtime.processes import free_port
+
+    port = free_port()
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(TimeoutError, match=f"127.0.0.1:{port} not ready after 0.5s: .*refused"):
+        wait_until_ready(f"127.0.0.1:{port}", timeout_s=0.5)
+    with pytest.raises(TimeoutError, match="is not host:port"):
+        wait_until_ready("localhost", timeout_s=0.2)
+
+    waited: list[BaseException | None] = []
+
+    def wait() -> None:
+        try:
+            wait_until_ready(f"127.0.0.1:{port}", timeout_s=30)  # returns once it answers
+            waited.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            waited.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(1.0)  # refused for a second: the broker is not there yet
+    # Started from this thread: the broker dies with the thread that started it.
+    with EmbeddedBroker(port=port):
+        waiter.join(timeout=40)
+    assert waited == [None]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]

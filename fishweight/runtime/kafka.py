@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 import subprocess
 import time
 
@@ -42,6 +43,9 @@ def wait_until_ready(bootstrap_servers: str, timeout_s: float = 20.0,
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"broker exited with code {process.returncode} while starting")
         try:
+            # A broker still starting refuses connections; kafka-python would log an ERROR
+            # for each refusal, so the client comes only once a server accepts one.
+            _accepts_connections(bootstrap_servers)
             admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers,
                                      request_timeout_ms=3000, client_id="fishweight-ready")
             try:
@@ -53,6 +57,21 @@ def wait_until_ready(bootstrap_servers: str, timeout_s: float = 20.0,
             last_error = exc
             time.sleep(0.1)
     raise TimeoutError(f"Kafka at {bootstrap_servers} not ready after {timeout_s}s: {last_error}")
+
+
+def _accepts_connections(bootstrap_servers: str) -> None:
+    """Return once one of the servers accepts a TCP connection; OSError if none does."""
+    error: OSError = OSError(f"no bootstrap server in {bootstrap_servers!r}")
+    for server in filter(None, (s.strip() for s in bootstrap_servers.split(","))):
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                return
+        except ValueError:
+            error = OSError(f"bootstrap server {server!r} is not host:port")
+        except OSError as exc:
+            error = exc
+    raise error
 
 
 def create_topics(bootstrap_servers: str, topics: list[str], partitions: int) -> None:
