@@ -163,3 +163,30 @@ def test_settings_pass_to_another_process_through_its_environment(monkeypatch):
     for name, value in changed.as_env(trainer=True).items():
         monkeypatch.setenv(name, value)
     assert Settings.load() == changed
+
+
+def test_logging_drops_kafka_pythons_slow_step_warning_and_keeps_its_other_warnings(tmp_path):
+    """kafka-python 3 warns when its network loop's step took over 0.1 s of wall clock,
+    which on a busy host is the scheduler (seen in `make demo`'s log); other warnings stay."""
+    import logging
+
+    from fishweight.runtime.options import configure_logging
+
+    log_file = tmp_path / "run.log"
+    try:
+        configure_logging("INFO", log_file)
+        configure_logging("INFO", log_file)  # again, as a second command would: one filter
+        selector = logging.getLogger("kafka.net.selector")
+        assert len(selector.filters) == 1
+        selector.warning("Task '<task>' ran for 0.104s (>0.100s threshold). It is blocking "
+                         "the event loop -- likely a tight sync loop inside a coroutine. "
+                         "Other pollers will time out.")  # kafka-python 3.0.12's words
+        selector.warning("Task %s left RUNNING after step; demoting to UNSCHEDULED", "<task>")
+        logging.getLogger("kafka.conn").info("connected")  # kafka-python's INFO: off
+        logging.getLogger("fishweight").info("ours")
+    finally:
+        logging.basicConfig(force=True)  # close the file handler
+    lines = log_file.read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == [
+        "WARNING kafka.net.selector: Task <task> left RUNNING after step; demoting to "
+        "UNSCHEDULED", "INFO fishweight: ours"]
