@@ -61,7 +61,8 @@ def test_fishweight_broker_stops_on_ctrl_c():
 
 def test_waiting_for_a_broker_that_is_still_starting_logs_no_error(caplog):
     """Until a server accepts connections the wait probes the port, not a Kafka client
-    (kafka-python logs an ERROR for every refused connection: noise in every `make demo`)."""
+    (kafka-python logs an ERROR for every refused connection: seen at every embedded
+    broker's start in `make bench`)."""
     import logging
     import threading
 
