@@ -208,9 +208,13 @@ class Trainer:
         served version's manifest names what it was promoted for (``trigger``, ``reason``):
         that is recorded now as the event's decision, so the redelivered event is a
         duplicate. Only the served version can lack its decision: every earlier one was
-        recorded before the next event was read.
+        recorded before the next event was read. A version an operator rolled back to
+        (``CURRENT`` says ``rollback``) has no event behind this switch, whatever the log
+        still holds.
         """
         version = self.registry.current_version()
+        if self.registry.pointed_by() == "rollback":
+            return  # an operator chose it (`fishweight models rollback`): no event behind it
         # A decision taken while the version served is proof too: its promotion's record
         # came before it, and may since have rolled out of the log.
         if version is None or any((d.get("action") == "promoted" and d.get("version") == version)

@@ -152,11 +152,25 @@ class ModelRegistry:
 
     def current_version(self) -> int | None:
         """The served version, or None when nothing was published yet. Cheap: one small read."""
+        pointer = self._pointer()
+        return None if pointer is None else pointer[0]
+
+    def pointed_by(self) -> str | None:
+        """What last switched ``CURRENT``: ``publish`` or ``rollback`` (None: not said).
+
+        A ``CURRENT`` written before this was recorded says nothing; it reads as None.
+        """
+        pointer = self._pointer()
+        return None if pointer is None else pointer[1]
+
+    def _pointer(self) -> tuple[int, str | None] | None:
         try:
-            return int(json.loads((self.root / POINTER).read_text())["version"])
+            pointer = json.loads((self.root / POINTER).read_text())
+            by = pointer.get("by")
+            return int(pointer["version"]), by if isinstance(by, str) else None
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"{self.root / POINTER} is unreadable: {exc}") from exc
 
     def promoted_at(self) -> float | None:
@@ -298,7 +312,7 @@ class ModelRegistry:
             if _crash_before_pointer:  # test hook: simulate dying between the two steps
                 raise SystemExit("simulated crash before switching CURRENT")
             if make_current:
-                self.point_to(version)
+                self.point_to(version, by="publish")
             log.info("published model version %d (%s)", version, artifact)
             return version
 
@@ -311,9 +325,15 @@ class ModelRegistry:
                 leftover.unlink(missing_ok=True)
             log.info("removed %s, left by an interrupted publish", leftover)
 
-    def point_to(self, version: int) -> None:
-        """Switch CURRENT to ``version`` atomically, unverified (``rollback`` verifies)."""
-        _write_atomic(self.root / POINTER, json.dumps({"version": version}).encode())
+    def point_to(self, version: int, *, by: str = "publish") -> None:
+        """Switch CURRENT to ``version`` atomically, unverified (``rollback`` verifies).
+
+        ``by`` says what moved it (``publish`` or ``rollback``): a trainer restarting
+        after a kill must tell a promotion it did not record from an operator's rollback
+        (``decisions.Trainer._recover_promotion``).
+        """
+        _write_atomic(self.root / POINTER,
+                      json.dumps({"version": version, "by": by}).encode())
 
     def rollback(self, version: int | None = None) -> int:
         """Serve ``version`` (default: the one before the current). It is verified first."""
@@ -325,7 +345,7 @@ class ModelRegistry:
                     raise ModelError("no earlier version to roll back to")
                 version = older[-1]
             self.load(version)  # refuses a missing or tampered version
-            self.point_to(version)
+            self.point_to(version, by="rollback")
             log.info("rolled back model from version %s to %d", current, version)
             return version
 

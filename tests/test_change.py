@@ -232,6 +232,27 @@ def test_the_decision_log_rolls_over_and_a_restart_still_reads_what_it_needs(tmp
     assert restarted.handle_retrain(change).action == "skipped_stale"
 
 
+def test_a_version_rolled_back_to_by_hand_is_not_taken_for_a_lost_promotion(trainer):
+    """An operator rolls back to a version the trainer promoted long ago, whose decision
+    has rolled out of the log: a restart must not record that old promotion again."""
+    from fishweight.models.decisions import read_decisions, rolled
+
+    event = _salmon_heavier_since_fish_41(trainer, np.random.default_rng(7))
+    assert trainer.handle_retrain(event).action == "promoted"  # version 2, recorded
+    current = trainer.registry.load_current()
+    trainer.registry.publish(current.estimator, {"reason": "by hand"})  # version 3
+    for path in (trainer.decisions_path, rolled(trainer.decisions_path)):
+        path.unlink(missing_ok=True)  # version 2's decision rolled out of the log
+    assert trainer.registry.rollback(2) == 2 and trainer.registry.pointed_by() == "rollback"
+
+    restarted = Trainer(trainer.settings, store=trainer.store)
+    assert read_decisions(trainer.settings) == []
+    assert restarted.stats.count("promoted") == 0
+    # The event behind version 2 was decided long ago; on a replay it meets the stale
+    # rule (the served version 2 is newer than the version 1 that scored it).
+    assert restarted.handle_retrain(event).action == "skipped_stale"
+
+
 def test_a_promotion_whose_decision_was_lost_is_recovered_and_not_decided_twice(trainer):
     """The trainer killed after switching CURRENT, before appending its decision; and a
     decision line cut short by a kill."""

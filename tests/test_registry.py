@@ -94,9 +94,17 @@ def test_rollback(registry, model):
         registry.rollback()
 
 
-def test_pointer_file_is_json(registry, model):
+def test_pointer_file_is_json_and_says_what_moved_it(registry, model):
     registry.publish(model)
-    assert json.loads((registry.root / "CURRENT").read_text()) == {"version": 1}
+    registry.publish(model)
+    assert json.loads((registry.root / "CURRENT").read_text()) == {"version": 2,
+                                                                   "by": "publish"}
+    registry.rollback()
+    assert json.loads((registry.root / "CURRENT").read_text()) == {"version": 1,
+                                                                   "by": "rollback"}
+    # A pointer written before it said what moved it still reads.
+    (registry.root / "CURRENT").write_text(json.dumps({"version": 2}))
+    assert registry.current_version() == 2 and registry.pointed_by() is None
 
 
 def test_unreadable_pointer_and_manifest_are_model_errors(registry, model):
