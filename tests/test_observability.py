@@ -191,6 +191,10 @@ def test_the_jobs_prometheus_metrics_match_its_outputs(run):
 
     # A repeated Fish_Id is predicted, then dead-lettered.
     assert _one(group, "predictions") == len(t["predictions"]) + 1
+    # The time spent predicting, in counters (Flink's Prometheus reporter exports a
+    # PyFlink distribution as 0): every batch takes some microseconds.
+    assert _one(group, "predictBatches") >= 1
+    assert _one(group, "predictMicros") >= _one(group, "predictBatches")
     assert _one(group, "joinedPairs") == len(diffs)
     assert _one(group, "windowsClosed") == len(windows) > 0
     assert _one(group, "retrainEvents") == len(retrains) > 0

@@ -14,8 +14,8 @@ the names are in ``SPECIES_METRICS`` and docs/metrics.md.
 
 PyFlink gauges are integers: error figures are in parts per million (``...Ppm``), -1
 until there is one. The prediction UDF adds ``predictions``, ``modelVersion``,
-``modelAgeSeconds``, ``modelSwaps``, ``modelRefusals`` and ``predictBatchMs`` in the same
-group (``udfs/scoring.py``).
+``modelAgeSeconds``, ``modelSwaps``, ``modelRefusals``, ``predictBatches`` and
+``predictMicros`` in the same group (``udfs/scoring.py``).
 """
 
 from __future__ import annotations
