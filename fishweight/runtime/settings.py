@@ -291,7 +291,9 @@ class Settings:
     delivery_guarantee: str = field(
         default="at-least-once",
         metadata={"env": "FISHWEIGHT_DELIVERY_GUARANTEE",
-                  "doc": "Kafka sinks: `at-least-once` or `exactly-once` (needs Apache Kafka)"},
+                  "doc": "Kafka sinks: `at-least-once`, `exactly-once` (needs Apache Kafka) "
+                         "or `none` (not flushed at checkpoints: a failure may lose "
+                         "records)"},
     )
     restart_attempts: int = field(
         default=6,
