@@ -19,6 +19,16 @@ _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit would take "Â²" or "Ù
 MAX_ID = 2**63 - 1  # ids and timestamps are BIGINT in the job's tables
 
 
+def utc_iso(epoch_ms: int | None = None) -> str:
+    """ISO-8601 in UTC to the millisecond (now, or ``epoch_ms``), as the job writes times.
+
+    For example ``2026-12-07T13:11:19.123Z``.
+    """
+    at = (dt.datetime.now(dt.UTC) if epoch_ms is None
+          else dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC))
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def record_id(value: object, name: str) -> tuple[int | None, str | None]:
     """An id field (``Fish_Id``, ``Timestamp``) as an int, or None and the reason.
 

@@ -30,7 +30,13 @@ from fishweight.models.decisions import (
 )
 from fishweight.models.registry import ModelError
 from fishweight.models.store import StoreError
-from fishweight.records import diff_problem, event_problem, payload_evidence
+from fishweight.records import (
+    diff_problem,
+    event_problem,
+    payload_evidence,
+    record_id,
+    utc_iso,
+)
 from fishweight.runtime.settings import Settings, redact_uri
 
 log = logging.getLogger(__name__)
@@ -112,16 +118,19 @@ class TrainerService:
     def _commit(self, tp: TopicPartition, next_offset: int) -> None:
         self.consumer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
 
-    def _dead_letter(self, message, reason: str) -> None:
+    def _dead_letter(self, message, record: dict[str, Any] | None, reason: str) -> None:
+        """The job's dead-letter shape (README), for a record the trainer cannot use."""
         self.trainer.stats.invalid_records += 1
         log.error("unreadable record %s[%d]@%d: %s", message.topic, message.partition,
                   message.offset, reason)
         text, size, sha256 = payload_evidence(message.value,
                                               self.settings.dead_letter_payload_chars)
+        fish_id = record_id(record.get("Fish_Id"), "Fish_Id")[0] if record else None
+        kafka_time = utc_iso(message.timestamp) if message.timestamp >= 0 else None
         self.dead_letters.send(self.settings.topic_dead_letter, json.dumps({
             "SourceTopic": message.topic, "Partition": message.partition,
-            "Offset": message.offset, "Reason": reason,
-            "Payload": text, "PayloadSize": size, "PayloadSha256": sha256,
+            "Offset": message.offset, "KafkaTimestamp": kafka_time, "Fish_Id": fish_id,
+            "Reason": reason, "Payload": text, "PayloadSize": size, "PayloadSha256": sha256,
         }).encode()).get(timeout=30)
 
     def _retrying(self, action, what: str) -> bool:
@@ -150,7 +159,8 @@ class TrainerService:
                 record = _decode(message)
                 problem = ("not a JSON record" if record is None else diff_problem(record))
                 if problem:
-                    self._dead_letter(message, f"trainer: bad weight-diff record: {problem}")
+                    self._dead_letter(message, record,
+                                      f"trainer: bad weight-diff record: {problem}")
                 else:
                     records.append(record)
             if not self._retrying(lambda r=records: self.trainer.store_diffs(r),
@@ -214,7 +224,8 @@ class TrainerService:
                 event = _decode(message)
                 problem = "not a JSON record" if event is None else event_problem(event)
                 if problem:
-                    self._dead_letter(message, f"trainer: bad weight-retrain record: {problem}")
+                    self._dead_letter(message, event,
+                                      f"trainer: bad weight-retrain record: {problem}")
                 elif not self._retrying(lambda e=event: self._handle(e), "retraining"):
                     return  # stopping: the event is redelivered on restart
                 self._commit(tp, message.offset + 1)

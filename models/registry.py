@@ -24,7 +24,6 @@ one. Every load verifies the artifact's SHA-256 against its manifest.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import hashlib
 import hmac
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+
+from fishweight.records import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class LoadedModel:
 
 
 def utc_now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_iso()
 
 
 def _fsync_dir(path: Path) -> None:

@@ -215,16 +215,28 @@ def test_unreadable_records_are_dead_lettered(trainer_settings):
     from fishweight.runtime.kafka import read_topic
 
     settings = trainer_settings
-    produce(settings.bootstrap_servers, settings.topic_diff, [b"garbage", {"no": "key"}])
+    sent_ms = 1_700_000_000_123
+    produce(settings.bootstrap_servers, settings.topic_diff,
+            [b"garbage", {"no": "key"}, {"Fish_Id": 17, "Species": "salmon"}],
+            timestamps=[sent_ms] * 3)
     produce(settings.bootstrap_servers, settings.topic_retrain, [b"{not json"])
     running = Running(settings)
     try:
-        dead = read_topic(settings.bootstrap_servers, settings.topic_dead_letter, expected=3,
+        dead = read_topic(settings.bootstrap_servers, settings.topic_dead_letter, expected=4,
                           timeout_s=30, idle_s=30)
     finally:
         running.close()
-    assert len(dead) == 3
-    assert running.service.trainer.stats.invalid_records == 3
+    assert len(dead) == 4
+    assert running.service.trainer.stats.invalid_records == 4
+    # The job's dead-letter shape (README), with the Fish_Id when the record names one.
+    letters = [json.loads(d.value) for d in dead]
+    assert all(set(d) == {"SourceTopic", "Partition", "Offset", "KafkaTimestamp", "Fish_Id",
+                          "Reason", "Payload", "PayloadSize", "PayloadSha256"} for d in letters)
+    diffs = [d for d in letters if d["SourceTopic"] == settings.topic_diff]
+    assert {d["KafkaTimestamp"] for d in diffs} == {"2023-11-14T22:13:20.123Z"}
+    named = [d for d in diffs if d["Fish_Id"] is not None]
+    assert len(diffs) == 3 and [d["Fish_Id"] for d in named] == [17]
+    assert named[0]["Reason"].startswith("trainer: bad weight-diff record: Timestamp must be")
 
 
 class FlakyStore:
