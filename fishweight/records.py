@@ -121,25 +121,40 @@ def diff_problem(record: Any) -> str | None:
     return None
 
 
+def utc_time(text: str) -> dt.datetime:
+    """An ISO-8601 time as an aware UTC datetime (ValueError if ``text`` is not one).
+
+    A time without an offset is UTC, as the job writes them.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"not a string but {type(text).__name__}")
+    parsed = dt.datetime.fromisoformat(text.removesuffix("Z"))
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
 def event_problem(event: Any) -> str | None:
     """Why a weight-retrain record cannot be acted on, or None when it can."""
     if not isinstance(event, dict):
         return f"not a JSON object but {type(event).__name__}"
     for name in ("WindowStart", "WindowEnd"):
         try:
-            dt.datetime.fromisoformat(str(event.get(name)).removesuffix("Z"))
+            utc_time(event.get(name))
         except ValueError:
             return f"{name} is not an ISO-8601 time: {event.get(name)!r}"[:300]
     species = event.get("Species")
-    if not isinstance(species, list) or not all(isinstance(x, str) for x in species):
-        return f"Species must be a list of strings, got {species!r}"[:300]
+    if (not isinstance(species, list) or not species
+            or not all(isinstance(x, str) and x.strip() for x in species)):
+        return f"Species must be a list of non-empty strings, got {species!r}"[:300]
     versions = event.get("ModelVersions")
     if not isinstance(versions, list) or not all(v is None or _is_int(v) for v in versions):
         return f"ModelVersions must be a list of integers, got {versions!r}"[:300]
+    # Below MAX_ID: the trainer reads the records up to Timestamp_End + 1.
     for name in ("Timestamp_End", "Change_Timestamp", "Change_Fish_Id"):
         if event.get(name) is not None and not (_is_int(event[name])
-                                                and 0 < event[name] <= MAX_ID):
-            return f"{name} must be a positive integer, got {event[name]!r}"[:300]
+                                                and 0 < event[name] < MAX_ID):
+            return f"{name} must be a positive integer below 2**63 - 1, got {event[name]!r}"[:300]
     if event.get("Rule", "window") not in RULES:
         return f"Rule must be one of {', '.join(RULES)}, got {event.get('Rule')!r}"[:300]
     if event.get("Rule") == "change" and not _is_int(event.get("ModelVersionMax")):

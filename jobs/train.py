@@ -234,9 +234,10 @@ class TrainerService:
 
     def _handle(self, event: dict) -> None:
         """Decide on one event; anything but an unavailable store is a ``failed`` decision."""
-        self._catch_up_diffs(event)
         started = time.perf_counter()
         try:
+            self._catch_up_diffs(event)
+            started = time.perf_counter()
             decision = self.trainer.handle_retrain(event)
         except StoreError:
             raise

@@ -43,7 +43,6 @@ at start is bounded.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -65,6 +64,7 @@ from fishweight.models.policy import (
 )
 from fishweight.models.registry import LoadedModel, ModelError, ModelRegistry, utc_now_iso
 from fishweight.models.store import TrainingStore, open_store
+from fishweight.records import utc_time
 from fishweight.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,7 @@ def window_end_epoch_ms(event: dict[str, Any]) -> int | None:
     end = event.get("WindowEnd")
     if not end:
         return None
-    parsed = dt.datetime.fromisoformat(end.removesuffix("Z"))
-    return int(parsed.replace(tzinfo=dt.UTC).timestamp() * 1000)
+    return int(utc_time(end).timestamp() * 1000)
 
 
 def trigger_time_ms(event: dict[str, Any]) -> int | None:

@@ -190,6 +190,14 @@ def test_malformed_change_fields_are_refused_with_a_reason(change, problem):
     assert event_problem(_change_event([{"Fish_Id": 1, "Timestamp": T0, "Error": 0.3}])) is None
 
 
+def test_a_window_end_with_an_offset_is_read_as_the_utc_time_it_names():
+    from fishweight.models.decisions import window_end_epoch_ms
+
+    ends = ["2023-11-14T22:14:20", "2023-11-14T22:14:20Z", "2023-11-15T00:14:20+02:00",
+            "2023-11-14T22:14:20.000+00:00"]
+    assert {window_end_epoch_ms({"WindowEnd": end}) for end in ends} == {T0 + 60_000}
+
+
 def test_change_events_are_keyed_by_species_and_version():
     event = _change_event([{"Fish_Id": 1, "Timestamp": T0, "Error": 0.3}])
     assert window_key(event) == window_key({**event, "WindowStart": "other"})

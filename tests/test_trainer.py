@@ -268,6 +268,11 @@ def test_bad_records_are_dead_lettered_and_a_store_outage_loses_no_event(trainer
         {**retrain_event([1], 41, 50), "WindowEnd": "garbage"},
         {**retrain_event([1], 41, 50), "ModelVersions": "1"},
         {**retrain_event([1], 41, 50), "Timestamp_End": -1},
+        # Each of these once passed the checks and then stopped the service's loop, on
+        # every restart (the offset was never committed).
+        {**retrain_event([1], 41, 50), "Timestamp_End": 2**63 - 1},
+        {**retrain_event([1], 41, 50), "WindowEnd": 20231114},
+        {**retrain_event([1], 41, 50), "Species": []},
     ])
     produce(settings.bootstrap_servers, settings.topic_retrain, [retrain_event([1], 41, 50)])
     trainer = Trainer(settings, store=FlakyStore(open_store(settings.resolved_store_uri), 3))
@@ -276,8 +281,8 @@ def test_bad_records_are_dead_lettered_and_a_store_outage_loses_no_event(trainer
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        # Wait for all five: the store outage's backoff (0.5 + 1 + 2 s) may come between.
-        dead = read_topic(settings.bootstrap_servers, settings.topic_dead_letter, expected=5,
+        # Wait for all eight: the store outage's backoff (0.5 + 1 + 2 s) may come between.
+        dead = read_topic(settings.bootstrap_servers, settings.topic_dead_letter, expected=8,
                           timeout_s=60, idle_s=60)
         deadline = time.monotonic() + 60
         while not read_decisions(settings) and time.monotonic() < deadline:
@@ -286,15 +291,39 @@ def test_bad_records_are_dead_lettered_and_a_store_outage_loses_no_event(trainer
         stop.set()
         thread.join(30)
     reasons = sorted(json.loads(m.value)["Reason"] for m in dead)
-    assert len(reasons) == 5, reasons
+    assert len(reasons) == 8, reasons
     assert any("Fish_Id must be an integer in 1..2^63-1" in r for r in reasons)
     assert any("ActualWeight must be a positive finite number" in r for r in reasons)
-    assert any("WindowEnd is not an ISO-8601 time" in r for r in reasons)
+    assert sum("WindowEnd is not an ISO-8601 time" in r for r in reasons) == 2
     assert any("ModelVersions must be a list of integers" in r for r in reasons)
-    assert any("Timestamp_End must be a positive integer" in r for r in reasons)
+    assert sum("Timestamp_End must be a positive integer" in r for r in reasons) == 2
+    assert any("Species must be a list of non-empty strings" in r for r in reasons)
     (decision,) = read_decisions(settings)  # the store came back: the event was not lost
     assert decision["action"] == "promoted", decision
     assert trainer.store.failures == 0 and trainer.stats.diffs_stored == 50
+
+
+def test_an_event_that_fails_before_its_decision_is_a_failed_decision(trainer_settings):
+    """Whatever goes wrong while the trainer prepares a decision (here the served model's
+    manifest unreadable) is recorded as a failed decision; the service goes on."""
+    settings = trainer_settings
+    registry = ModelRegistry.for_settings(settings)
+    manifest = registry.manifest_path(1)
+    good = manifest.read_text()
+    running = Running(settings)
+    try:
+        manifest.write_text("{not json")
+        produce(settings.bootstrap_servers, settings.topic_retrain,
+                [retrain_event([1], 41, 50, timestamp_end=T0)])
+        (failed,) = running.wait_decisions(1)
+        manifest.write_text(good)
+        produce(settings.bootstrap_servers, settings.topic_retrain,
+                [retrain_event([1], 41, 50, end_ms=T0 + 160_000)])
+        decisions = running.wait_decisions(2)
+    finally:
+        running.close()
+    assert failed["action"] == "failed" and "unreadable" in failed["detail"], failed
+    assert decisions[1]["action"] == "skipped_too_few", decisions[1]  # the loop went on
 
 
 def test_one_trainer_per_model_directory(trainer_settings):
