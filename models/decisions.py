@@ -13,7 +13,8 @@ handled like this:
    the triggering one (the mission's rule), plus **species memory**: every species
    ever stored that has fewer than ``memory_per_species`` records among them is
    topped up with its own newest records, so a species absent from the newest 50 is
-   not forgotten.
+   not forgotten; a species the model knows that the store has no records of keeps its
+   line as it is (``estimator.keep_species``).
 4. **Model.** ``SpeciesShrinkageRegressor`` chooses per species how much of its own
    slopes the evidence supports (few records: an offset on shared slopes).
 5. **Gate.** The candidate's leave-one-out error must beat the current model's error
@@ -52,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from fishweight.models.estimator import SpeciesShrinkageRegressor, refit_species
+from fishweight.models.estimator import SpeciesShrinkageRegressor, keep_species, refit_species
 from fishweight.models.policy import (
     admitted_species,
     fit,
@@ -429,6 +430,11 @@ class Trainer:
                             f"(max_species = {s.max_species}): {', '.join(wanted)} is not "
                             f"learnt, its fish are predicted from the shared line",
                             reason=reason, current_version=current.version)
+        missing = [sp for sp in wanted if not stored.get(sp)]
+        if wanted and len(missing) == len(wanted):
+            return Decision("skipped_too_few", event,
+                            f"no records of {', '.join(missing)} stored: nothing to learn "
+                            f"it from", reason=reason, current_version=current.version)
         records = [r for r in select_training_records(
                        self.store.latest, [sp for sp in stored if sp in admitted], before_ms,
                        s.retrain_samples, s.memory_per_species, changes)
@@ -440,6 +446,9 @@ class Trainer:
         frame = to_frame(records)
         in_training = {str(k): int(v) for k, v in frame["Species"].value_counts().items()}
         candidate = fit(frame)
+        if isinstance(current.estimator, SpeciesShrinkageRegressor):
+            # None of the served species is dropped (policy.admitted_species).
+            candidate = keep_species(candidate, current.estimator, known)
         trained_until = current.manifest.get("training_window", {}).get("last_timestamp")
         gate = loo_gate(candidate, current.estimator, frame,
                         current_trained_until_ms=trained_until, margin=GATE_MARGIN)
@@ -447,11 +456,15 @@ class Trainer:
                   f"v{current.version} {gate['current']:.4f} on {gate['n']} records; "
                   f"trained on {in_training}")
         stored = self.species_counts(current)
+        evidence = evidence_of(current)
+        kept = {sp: evidence.get(sp, 0) for sp in getattr(candidate, "species_", ())
+                if sp not in in_training}  # their lines kept as they were
         return self._conclude(current, candidate, frame, event, reason, detail, gate,
                               in_training, {
-                                  "species": sorted(in_training),
-                                  "evidence": {sp: max(stored.get(sp, 0), in_training.get(sp, 0))
-                                               for sp in set(stored) | set(in_training)},
+                                  "species": sorted({*in_training, *kept}),
+                                  "evidence": {**kept, **{
+                                      sp: max(stored.get(sp, 0), in_training.get(sp, 0))
+                                      for sp in set(stored) | set(in_training)}},
                                   **({"changes": changes} if changes else {})})
 
 

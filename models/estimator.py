@@ -301,3 +301,27 @@ def refit_species(current: SpeciesShrinkageRegressor, species: str, X: pd.DataFr
                                for k, al, e, _, _ in candidates}}
     out.adaptations_ = {**getattr(current, "adaptations_", {}), species: summary}
     return out, loo, summary
+
+
+def keep_species(candidate: SpeciesShrinkageRegressor, current: SpeciesShrinkageRegressor,
+                 species: list[str]) -> SpeciesShrinkageRegressor:
+    """``candidate`` with ``current``'s line for each of ``species`` it did not learn.
+
+    A retrain fits on the stored records; a species the serving model knows but the store
+    has none of (the bootstrap's fish, a store that was replaced) would otherwise fall
+    back to the shared line. Its line is kept as it is: intercept and slopes are its own.
+    """
+    missing = [s for s in species if not candidate.knows(s) and current.knows(s)]
+    if not missing:
+        return candidate
+    out = copy.deepcopy(candidate)
+    adaptations = getattr(current, "adaptations_", {})
+    for s in missing:
+        out.intercepts_[s] = float(current.intercepts_[s])
+        out.slopes_[s] = np.array(current.slopes_[s], dtype=float)
+        out.alphas_[s] = float(current.alphas_[s])
+        out.n_records_[s] = int(current.n_records_[s])
+        if s in adaptations:
+            out.adaptations_ = {**getattr(out, "adaptations_", {}), s: adaptations[s]}
+    out.species_ = sorted({*out.species_, *missing})
+    return out

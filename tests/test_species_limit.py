@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fishweight.models.bootstrap import bootstrap_model
@@ -126,3 +127,30 @@ def test_admission_keeps_every_known_species_then_the_events_then_the_most_store
     # A limit lowered below what the model knows forgets nothing.
     assert admitted_species(["x", "y", "z"], ["d"], stored, 2) == {"x", "y", "z"}
     assert admitted_species([], [], stored, 10) == {"a", "b", "c", "d"}
+
+
+def test_a_known_species_the_store_has_none_of_keeps_its_line(trainer):
+    """The store holds no salmon (the bootstrap's fish are not in it; a replaced store;
+    a stream that begins with another species): a retrain for walleye must not drop the
+    salmon the serving model knows, nor move their line."""
+    producer = Producer(trainer)
+    v1 = trainer.registry.load_current()
+    walleye = producer.fish("walleye", 12)
+    decision = trainer.handle_retrain(producer.window_event(walleye))
+    assert decision.action == "promoted" and decision.training_species == {"walleye": 12}
+    v2 = trainer.registry.load_current()
+    assert species_of(v2) == ["salmon", "walleye"] == v2.manifest["species"]
+    salmon = pd.DataFrame({"Species": ["salmon"] * 3, "Length": [80.0, 88.0, 95.0],
+                           "Height": [18.0, 19.0, 20.5]})
+    assert np.allclose(v2.estimator.predict(salmon), v1.estimator.predict(salmon))
+    assert v2.manifest["evidence"]["salmon"] == v1.manifest["evidence"]["salmon"] > 0
+
+
+def test_an_event_for_a_species_with_no_stored_records_fits_nothing(trainer):
+    """Records of other species alone cannot teach the model the event's species."""
+    producer = Producer(trainer)
+    salmon = producer.fish("salmon", 30)
+    decision = trainer.handle_retrain({**producer.window_event(salmon), "Species": ["walleye"]})
+    assert decision.action == "skipped_too_few", decision
+    assert "no records of walleye stored" in decision.detail
+    assert trainer.registry.current_version() == 1
