@@ -105,8 +105,12 @@ def _is_number(value: Any) -> bool:
             and math.isfinite(value))
 
 
-def diff_problem(record: Any) -> str | None:
-    """Why a weight-diff record cannot be stored for training, or None when it can."""
+def diff_problem(record: Any, maxima: dict[str, float] | None = None) -> str | None:
+    """Why a weight-diff record cannot be stored for training, or None when it can.
+
+    ``maxima``: the job's plausible maxima (``Length``, ``Height``, ``Weight``, from the
+    settings); a record above them cannot have come from the job's validation.
+    """
     if not isinstance(record, dict):
         return f"not a JSON object but {type(record).__name__}"
     for name in ("Fish_Id", "Timestamp"):
@@ -115,9 +119,13 @@ def diff_problem(record: Any) -> str | None:
     species = record.get("Species")
     if not isinstance(species, str) or not species.strip() or len(species) > 200:
         return f"Species must be a short non-empty string, got {species!r}"[:300]
-    for name in ("Length", "Height", "ActualWeight"):
+    maxima = maxima or {}
+    for name, limit in (("Length", maxima.get("Length")), ("Height", maxima.get("Height")),
+                        ("ActualWeight", maxima.get("Weight"))):
         if not _is_number(record.get(name)) or record[name] <= 0:
             return f"{name} must be a positive finite number, got {record.get(name)!r}"[:300]
+        if limit is not None and record[name] > limit:
+            return f"{name} = {record[name]:g} is above the plausible maximum {limit:g}"
     return None
 
 

@@ -25,10 +25,15 @@ from fishweight.models.estimator import (
 
 
 def to_frame(records: list[dict]) -> pd.DataFrame:
-    """Records with Species/Length/Height and Weight (or ActualWeight) -> a training frame."""
+    """Records with Species/Length/Height and ActualWeight (or Weight) -> a training frame.
+
+    A weight-diff record's target is its ``ActualWeight``; any other ``Weight`` field it
+    carries is not the fish's weight and is ignored.
+    """
     frame = pd.DataFrame.from_records(records)
-    if TARGET not in frame and "ActualWeight" in frame:
-        frame = frame.rename(columns={"ActualWeight": TARGET})
+    if "ActualWeight" in frame:
+        frame = frame.drop(columns=[TARGET], errors="ignore").rename(
+            columns={"ActualWeight": TARGET})
     missing = [c for c in [*INPUT_COLUMNS, TARGET] if c not in frame]
     if missing:
         raise ValueError(f"training records lack column(s) {missing}")

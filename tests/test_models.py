@@ -16,7 +16,9 @@ from fishweight.models.policy import (
     refinement_due,
     relative_errors,
     select_training_records,
+    to_frame,
 )
+from fishweight.records import diff_problem
 from fishweight.scenarios import load_scenario, sample_species
 
 SEEDS = range(20)
@@ -161,3 +163,16 @@ def test_few_records_get_shared_slopes_many_get_their_own(n):
         assert walleye["alpha"] is None and walleye["slopes"] == model["shared_slopes"]
     else:       # its own slopes, shrunk by a finite penalty
         assert walleye["alpha"] is not None and walleye["slopes"] != model["shared_slopes"]
+
+
+def test_a_diff_records_target_is_its_actual_weight_whatever_else_it_carries():
+    record = {"Fish_Id": 1, "Timestamp": 1_700_000_000_000, "Species": "salmon",
+              "Length": 88.0, "Height": 19.0, "ActualWeight": 4.6}
+    frame = to_frame([{**record, "Weight": "x"}, {**record, "Weight": 5.0}])
+    assert frame["Weight"].tolist() == [4.6, 4.6]
+    maxima = {"Length": 500.0, "Height": 200.0, "Weight": 1000.0}
+    assert diff_problem(record, maxima) is None
+    assert diff_problem({**record, "Length": 1e308}, maxima) == (
+        "Length = 1e+308 is above the plausible maximum 500")
+    assert diff_problem({**record, "ActualWeight": 1001.0}, maxima).startswith("ActualWeight")
+    assert diff_problem({**record, "Length": 1e308}) is None  # without maxima: any finite

@@ -263,7 +263,9 @@ def test_bad_records_are_dead_lettered_and_a_store_outage_loses_no_event(trainer
     good = diff_records(1, [("salmon", 40), ("walleye", 10)], T0, rng)
     huge_id = {**good[0], "Fish_Id": 2**63}
     no_weight = {**good[1], "ActualWeight": "heavy"}
-    produce(settings.bootstrap_servers, settings.topic_diff, good + [huge_id, no_weight])
+    huge_length = {**good[2], "Length": 1e308}  # would dominate every gate it entered
+    produce(settings.bootstrap_servers, settings.topic_diff,
+            good + [huge_id, no_weight, huge_length])
     produce(settings.bootstrap_servers, settings.topic_retrain, [
         {**retrain_event([1], 41, 50), "WindowEnd": "garbage"},
         {**retrain_event([1], 41, 50), "ModelVersions": "1"},
@@ -281,8 +283,8 @@ def test_bad_records_are_dead_lettered_and_a_store_outage_loses_no_event(trainer
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        # Wait for all eight: the store outage's backoff (0.5 + 1 + 2 s) may come between.
-        dead = read_topic(settings.bootstrap_servers, settings.topic_dead_letter, expected=8,
+        # Wait for all nine: the store outage's backoff (0.5 + 1 + 2 s) may come between.
+        dead = read_topic(settings.bootstrap_servers, settings.topic_dead_letter, expected=9,
                           timeout_s=60, idle_s=60)
         deadline = time.monotonic() + 60
         while not read_decisions(settings) and time.monotonic() < deadline:
@@ -291,7 +293,8 @@ def test_bad_records_are_dead_lettered_and_a_store_outage_loses_no_event(trainer
         stop.set()
         thread.join(30)
     reasons = sorted(json.loads(m.value)["Reason"] for m in dead)
-    assert len(reasons) == 8, reasons
+    assert len(reasons) == 9, reasons
+    assert any("Length = 1e+308 is above the plausible maximum 500" in r for r in reasons)
     assert any("Fish_Id must be an integer in 1..2^63-1" in r for r in reasons)
     assert any("ActualWeight must be a positive finite number" in r for r in reasons)
     assert sum("WindowEnd is not an ISO-8601 time" in r for r in reasons) == 2
