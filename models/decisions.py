@@ -197,7 +197,18 @@ class Trainer:
         self._decided_windows = {window_key(d["event"]) for d in decisions
                                  if d.get("reason", "window") in ("window", "change")
                                  and d.get("action") not in UNDECIDED}
+        # (serving version, species) -> (refinements tried, records stored at the last);
+        # from the log, so a restart does not grant every species its attempts again.
         self._refine_tries: dict[tuple[int, str], tuple[int, int]] = {}
+        for d in decisions:
+            event = d.get("event") or {}
+            species, count, version = event.get("Species"), event.get("Count"), d.get(
+                "current_version")
+            if (d.get("reason") == "refinement" and isinstance(version, int)
+                    and isinstance(species, list) and len(species) == 1
+                    and isinstance(count, int)):
+                tries = self._refine_tries.get((version, species[0]), (0, 0))[0]
+                self._refine_tries[(version, species[0])] = (tries + 1, count)
         self._recover_promotion(decisions)
 
     def _recover_promotion(self, decisions: list[dict[str, Any]]) -> None:

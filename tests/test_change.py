@@ -289,3 +289,24 @@ def test_a_promotion_whose_decision_was_lost_is_recovered_and_not_decided_twice(
     assert decided == {("promoted", "change"): 1, ("skipped_duplicate", "change"): 1}
     assert registry.get_sample_value("fishweight_trainer_events_total") == 1
     assert Trainer(trainer.settings, store=trainer.store).stats.count("promoted") == 0  # once only
+
+
+def test_a_restart_does_not_grant_the_refinements_tried_again(trainer):
+    """Refinement tries a species at most a few times per serving version, each after
+    more records: a restarted trainer counts the tries the log holds."""
+    rng = np.random.default_rng(1)
+    v1 = trainer.registry.load_current()
+    trainer.store_diffs(_diffs(salmon(40, rng), 1, T0, v1.estimator))
+    walleye = _diffs(_walleye(5, rng), 41, T0 + 80_000, v1.estimator)
+    trainer.store_diffs(walleye)
+    event = {"WindowStart": "2023-11-14T22:13:20", "WindowEnd": "2023-11-14T22:14:20",
+             "Species": ["walleye"], "ModelVersions": [1], "ModelVersionMax": 1,
+             "Timestamp_End": walleye[-1]["Timestamp"]}
+    assert trainer.handle_retrain(event).action == "promoted"
+    v2 = trainer.registry.load_current()
+    more = _walleye(10, rng)
+    more["Weight"] *= rng.choice([1.0, 1.5], 10)  # mis-weighed: the refinement is refused
+    trainer.store_diffs(_diffs(more, 46, T0 + 100_000, v2.estimator))
+    assert trainer.refine_if_due().action == "not_promoted"
+    assert trainer.refine_if_due() is None  # the next try waits for more records
+    assert Trainer(trainer.settings, store=trainer.store).refine_if_due() is None
