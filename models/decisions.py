@@ -63,7 +63,13 @@ from fishweight.models.policy import (
     select_training_records,
     to_frame,
 )
-from fishweight.models.registry import LoadedModel, ModelError, ModelRegistry, utc_now_iso
+from fishweight.models.registry import (
+    LoadedModel,
+    ModelError,
+    ModelRegistry,
+    fsync_dir,
+    utc_now_iso,
+)
 from fishweight.models.store import TrainingStore, open_store
 from fishweight.records import utc_time
 from fishweight.runtime.settings import Settings
@@ -256,6 +262,7 @@ class Trainer:
         self.stats.count_decision(decision)
         self.decisions_path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(asdict(decision), sort_keys=True).encode() + b"\n"
+        created = not self.decisions_path.exists()
         with open(self.decisions_path, "ab+") as fh:
             fh.seek(0, os.SEEK_END)
             if fh.tell():  # a line cut short by a kill must not swallow this one
@@ -266,10 +273,13 @@ class Trainer:
             fh.flush()
             os.fsync(fh.fileno())  # durable before the event's offset is committed
             size = fh.tell()
+        if created:
+            fsync_dir(self.decisions_path.parent)  # and so is the new file's name
         if size > self.settings.decision_log_max_mb * 2**20:
             # The newest decisions stay readable: the file that holds them becomes the
             # rolled one, whole, and the next decision starts a new file.
             os.replace(self.decisions_path, rolled(self.decisions_path))
+            fsync_dir(self.decisions_path.parent)
             log.info("decision log rolled over to %s (%d bytes)",
                      rolled(self.decisions_path), size)
         return decision

@@ -71,7 +71,7 @@ def utc_now_iso() -> str:
     return utc_iso()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -92,7 +92,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 KEY_FILE = "model-signing.key"
@@ -104,6 +104,9 @@ def create_key(path: Path) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_hex(32) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())  # durable before any version signed with it
+    fsync_dir(path.parent)
     log.info("created model signing key %s (mode 0400)", path)
 
 

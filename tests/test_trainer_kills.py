@@ -24,7 +24,7 @@ from fishweight.runtime.kafka import produce
 from fishweight.runtime.processes import inherit_env
 from tests.test_trainer import T0, diff_records, retrain_event
 
-pytestmark = [pytest.mark.slow, pytest.mark.extended]  # a broker; ~56 trainer runs (~30 s)
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # a broker; ~62 trainer runs (~30 s)
 
 REPO = Path(__file__).resolve().parent.parent
 
