@@ -311,6 +311,9 @@ class Trainer:
         if window_key(event) in self._decided_windows:
             return Decision("skipped_duplicate", event, "this window was already decided",
                             reason=rule_of(event), current_version=current.version)
+        refused = self._beyond_species_limit(current, event, rule_of(event))
+        if refused is not None:  # before the stale rule: a refusal is remembered by none
+            return refused
         scored_by = [v for v in event.get("ModelVersions") or [] if v is not None]
         if not scored_by or min(scored_by) < current.version:
             return Decision("skipped_stale", event,
@@ -321,6 +324,24 @@ class Trainer:
         if change is not None:
             return self._adapt(current, *change, event, "change")
         return self._retrain(current, trigger_time_ms(event), event, "window")
+
+    def _beyond_species_limit(self, current: LoadedModel, event: dict[str, Any],
+                              reason: str) -> Decision | None:
+        """``skipped_species_limit`` if the event's species cannot be learnt (max_species).
+
+        Whether it can depends only on the species the model knows and the limit: they
+        come first, then the event's own (``policy.admitted_species``).
+        """
+        known = species_of(current)
+        wanted = [sp for sp in event.get("Species") or [] if isinstance(sp, str)]
+        limit = self.settings.max_species
+        if not wanted or admitted_species(known, wanted, {}, limit).intersection(wanted):
+            return None
+        return Decision("skipped_species_limit", event,
+                        f"the model knows {len(known)} species, the most it may learn "
+                        f"(max_species = {limit}): {', '.join(wanted)} is not learnt, its "
+                        f"fish are predicted from the shared line",
+                        reason=reason, current_version=current.version)
 
     def change_of(self, event: dict[str, Any],
                   current: LoadedModel | None = None) -> tuple[str, int] | None:
@@ -444,13 +465,10 @@ class Trainer:
         stored = self.store.species_counts(before_ms)
         known = species_of(current)
         wanted = [sp for sp in event.get("Species") or [] if isinstance(sp, str)]
+        refused = self._beyond_species_limit(current, event, reason)
+        if refused is not None:
+            return refused
         admitted = admitted_species(known, wanted, stored, s.max_species)
-        if wanted and not admitted.intersection(wanted):
-            return Decision("skipped_species_limit", event,
-                            f"the model knows {len(known)} species, the most it may learn "
-                            f"(max_species = {s.max_species}): {', '.join(wanted)} is not "
-                            f"learnt, its fish are predicted from the shared line",
-                            reason=reason, current_version=current.version)
         missing = [sp for sp in wanted if not stored.get(sp)]
         if wanted and len(missing) == len(wanted):
             return Decision("skipped_too_few", event,

@@ -67,6 +67,9 @@ def test_settings_page_lists_every_setting():
     ({"consumer_group": ".."}, "consumer_group"),
     ({"error_threshold": float("nan")}, "error_threshold must be a finite number"),
     ({"window_s": float("inf")}, "window_s must be a finite number"),
+    # The trainer refits a changed species on 3 records at least: with 2 it would wait
+    # for 2, then fit nothing, and the change rule has fired for that version.
+    ({"change_min_records": 2}, "change_min_records must be >= 3"),
 ])
 def test_names_and_numbers_that_could_break_the_job_are_refused(changes, problem):
     with pytest.raises(ValueError, match=problem):

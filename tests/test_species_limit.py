@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from fishweight.models.bootstrap import bootstrap_model
-from fishweight.models.decisions import Trainer, species_of
+from fishweight.models.decisions import Trainer, species_of, window_key
 from fishweight.models.policy import admitted_species
 from fishweight.runtime.settings import Settings
 
@@ -86,10 +86,15 @@ def test_the_model_learns_at_most_max_species_and_refuses_the_rest(trainer):
     # event again is refused again, not remembered as decided.
     again = trainer.handle_retrain(refused.event)
     assert again.action == "skipped_species_limit", again.detail
+    # So is a window an older version scored (the stale rule would remember it).
+    old = {**refused.event, "WindowStart": "2020-01-01T00:00:00.000", "ModelVersions": [1],
+           "ModelVersionMax": 1}
+    assert trainer.handle_retrain(old).action == "skipped_species_limit"
+    assert window_key(old) not in trainer._decided_windows
     served = trainer.registry.load_current()
     assert served.version == 3 and sorted(species_of(served)) == ["perch", "pike", "salmon"]
     assert not served.estimator.knows("invented-1")  # its fish keep the shared line
-    assert trainer.stats.count("skipped_species_limit") == 3
+    assert trainer.stats.count("skipped_species_limit") == 4
 
     # A window of a known species while invented ones are among the newest records: the
     # model is retrained on the species it may know, none of the others.

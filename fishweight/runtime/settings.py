@@ -447,8 +447,8 @@ class Settings:
         if not 1 <= self.change_over <= self.change_records <= 1000:
             problems.append("change_over and change_records must satisfy "
                             "1 <= change_over <= change_records <= 1000")
-        if self.change_min_records < 2:
-            problems.append("change_min_records must be >= 2")
+        if self.change_min_records < 3:  # the trainer refits a changed species on 3 or more
+            problems.append("change_min_records must be >= 3")
         if self.state_ttl_s < 2 * (self.window_s + join_span_s):
             problems.append("state_ttl_s must be >= 2 * (window_s + join_bound_s) and "
                             ">= 2 * (window_s + join_before_s)")
