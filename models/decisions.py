@@ -144,6 +144,13 @@ def window_key(event: dict[str, Any]) -> str:
     return json.dumps([event.get("WindowStart"), species])
 
 
+def decided_windows(decisions: list[dict[str, Any]]) -> set[str]:
+    """The ``window_key`` of every event the decisions gave a verdict on."""
+    return {window_key(d["event"]) for d in decisions
+            if d.get("reason", "window") in ("window", "change")
+            and d.get("action") not in UNDECIDED}
+
+
 def rule_of(event: dict[str, Any]) -> str:
     """The rule that raised a retrain event: the reason of a decision that fitted nothing."""
     return "change" if event.get("Rule") == "change" else "window"
@@ -200,9 +207,7 @@ class Trainer:
         self.stats = TrainerStats()
         self.decisions_path = decision_log(settings)
         decisions = read_decisions(settings)
-        self._decided_windows = {window_key(d["event"]) for d in decisions
-                                 if d.get("reason", "window") in ("window", "change")
-                                 and d.get("action") not in UNDECIDED}
+        self._decided_windows = decided_windows(decisions)
         # (serving version, species) -> (refinements tried, records stored at the last);
         # from the log, so a restart does not grant every species its attempts again.
         self._refine_tries: dict[tuple[int, str], tuple[int, int]] = {}
@@ -280,6 +285,9 @@ class Trainer:
             # rolled one, whole, and the next decision starts a new file.
             os.replace(self.decisions_path, rolled(self.decisions_path))
             fsync_dir(self.decisions_path.parent)
+            # What a restart would remember now: the windows the two files hold. Bounds
+            # the set as the log is bounded (an event a minute for ever would grow it).
+            self._decided_windows = decided_windows(read_decisions(self.settings))
             log.info("decision log rolled over to %s (%d bytes)",
                      rolled(self.decisions_path), size)
         return decision

@@ -233,6 +233,10 @@ def test_the_decision_log_rolls_over_and_a_restart_still_reads_what_it_needs(tmp
     assert [d["event"] for d in kept] == windows[-len(kept):]  # the newest, in order
 
     restarted = Trainer(settings, store=trainer.store)
+    # The running trainer remembers what a restart remembers: the windows the log holds
+    # (bounded as the log is, not one per window for ever).
+    assert trainer._decided_windows == restarted._decided_windows
+    assert len(trainer._decided_windows) == len(kept) < 21
     assert restarted.stats.count("promoted") == 0  # v2's record rolled away: not "lost"
     assert read_decisions(settings) == kept
     assert restarted.handle_retrain(windows[-1]).action == "skipped_duplicate"
