@@ -27,9 +27,11 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
+import io
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -52,6 +54,13 @@ class ModelError(RuntimeError):
     """A model version is missing, unreadable or fails verification."""
 
 
+class ModelUnavailable(ModelError):
+    """A version could not be read just now: no verdict on it, worth trying again.
+
+    A file system error, a missing file, the signing key unreadable.
+    """
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     version: int
@@ -65,6 +74,14 @@ class LoadedModel:
     @property
     def species(self) -> frozenset[str]:
         return frozenset(self.manifest.get("species", []))
+
+
+_DIGITS = re.compile(r"[0-9]+")
+_SIGNATURE = re.compile(r"[0-9a-f]{64}")  # HMAC-SHA256, hex
+
+
+def _is_version(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def utc_now_iso() -> str:
@@ -133,11 +150,11 @@ class ModelRegistry:
                 create_key(self.key_file)
         try:
             key = self.key_file.read_text().strip().encode()
-        except OSError as exc:
-            raise ModelError(f"cannot read the model signing key {self.key_file}: {exc}; "
-                             "models cannot be verified without it") from exc
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailable(f"cannot read the model signing key {self.key_file}: "
+                                   f"{exc}; models cannot be verified without it") from exc
         if len(key) < 32:
-            raise ModelError(f"the model signing key {self.key_file} is too short")
+            raise ModelUnavailable(f"the model signing key {self.key_file} is too short")
         return key
 
     def sign(self, manifest: dict[str, Any], *, create_key: bool = True) -> str:
@@ -168,14 +185,21 @@ class ModelRegistry:
         return None if pointer is None else pointer[1]
 
     def _pointer(self) -> tuple[int, str | None] | None:
+        path = self.root / POINTER
         try:
-            pointer = json.loads((self.root / POINTER).read_text())
-            by = pointer.get("by")
-            return int(pointer["version"]), by if isinstance(by, str) else None
+            pointer = json.loads(path.read_text())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ModelError(f"{self.root / POINTER} is unreadable: {exc}") from exc
+        except OSError as exc:
+            raise ModelUnavailable(f"{path} is unreadable: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise ModelError(f"{path} is unreadable: {exc}"[:500]) from exc
+        version = pointer.get("version") if isinstance(pointer, dict) else None
+        if not _is_version(version):
+            raise ModelError(f"{path} is unreadable: no positive integer version in it: "
+                             f"{pointer!r}"[:500])
+        by = pointer.get("by")
+        return version, by if isinstance(by, str) else None
 
     def promoted_at(self) -> float | None:
         """When ``CURRENT`` was last pointed at a version (epoch seconds), if it exists."""
@@ -185,18 +209,26 @@ class ModelRegistry:
             return None
 
     def versions(self) -> list[int]:
+        """The published versions: manifests named by their number (other files ignored)."""
         if not self.versions_dir.is_dir():
             return []
-        return sorted(int(p.stem) for p in self.versions_dir.glob("[0-9]*.json"))
+        return sorted(int(p.stem) for p in self.versions_dir.glob("[0-9]*.json")
+                      if _DIGITS.fullmatch(p.stem))
 
     def manifest(self, version: int) -> dict[str, Any]:
         path = self.manifest_path(version)
         try:
-            return json.loads(path.read_text())
+            manifest = json.loads(path.read_text())
         except FileNotFoundError as exc:
-            raise ModelError(f"model version {version} has no manifest at {path}") from exc
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"manifest {path} is unreadable: {exc}") from exc
+            raise ModelUnavailable(f"model version {version} has no manifest at {path}") from exc
+        except OSError as exc:
+            raise ModelUnavailable(f"manifest {path} is unreadable: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise ModelError(f"manifest {path} is unreadable: {exc}"[:500]) from exc
+        if not isinstance(manifest, dict):
+            raise ModelError(f"manifest {path} is not a JSON object but "
+                             f"{type(manifest).__name__}")
+        return manifest
 
     def load(self, version: int) -> LoadedModel:
         """Load one version after checking its artifact against the manifest's SHA-256."""
@@ -205,9 +237,11 @@ class ModelRegistry:
         try:
             data = path.read_bytes()
         except FileNotFoundError as exc:
-            raise ModelError(f"model version {version}: artifact {path} is missing") from exc
+            raise ModelUnavailable(f"model version {version}: artifact {path} is missing") \
+                from exc
         except OSError as exc:
-            raise ModelError(f"model version {version}: cannot read {path}: {exc}") from exc
+            raise ModelUnavailable(f"model version {version}: cannot read {path}: {exc}") \
+                from exc
         actual = hashlib.sha256(data).hexdigest()
         if actual != manifest.get("sha256"):
             raise ModelError(
@@ -215,13 +249,15 @@ class ModelRegistry:
                 f"manifest says {manifest.get('sha256')}; refusing to load it"
             )
         signature = manifest.get("signature")
-        if not isinstance(signature, str):
+        if not isinstance(signature, str) or not _SIGNATURE.fullmatch(signature):
             raise ModelError(f"model version {version} is not signed; refusing to load it")
         if not hmac.compare_digest(signature, self.sign(manifest, create_key=False)):
             raise ModelError(f"model version {version}: signature does not match the key "
                              f"{self.key_file}; refusing to load it")
         try:
-            estimator = joblib.load(path)
+            # The very bytes that were verified: reading the file again would unpickle
+            # whatever replaced it meanwhile.
+            estimator = joblib.load(io.BytesIO(data))
         except Exception as exc:  # a verified file that still fails to unpickle
             raise ModelError(f"model version {version}: cannot unpickle {path}: {exc}") from exc
         if not hasattr(estimator, "predict"):
@@ -240,7 +276,7 @@ class ModelRegistry:
                 if check is not None:
                     check(model)
                 return model
-            except ModelError as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever a version's files cause
                 errors.append(str(exc))
         raise ModelError("no model version in " f"{self.root} verifies: " + "; ".join(errors))
 

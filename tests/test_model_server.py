@@ -67,3 +67,39 @@ def test_refuses_unsigned_and_failing_versions_and_starts_on_the_newest_valid(tm
     registry.point_to(3)
     assert server.refresh().version == 1 and server.refusals == 1
     assert manifest == registry.manifest(1)
+
+
+def test_a_version_that_cannot_be_read_now_is_tried_again_not_refused(tmp_path):
+    """The signing key unreadable for a while (a secret being remounted): no verdict on
+    the new version, which is served once it can be verified."""
+    registry = ModelRegistry(tmp_path / "models")
+    model = fit(bootstrap_frame())
+    registry.publish(model, {"species": ["salmon"]})
+    server = ModelServer(str(registry.root), poll_s=0.0)
+    registry.publish(model, {"species": ["salmon"]})
+    hidden = registry.key_file.with_name("hidden.key")
+    registry.key_file.rename(hidden)
+    assert server.refresh().version == 1 and server.refusals == 0
+    assert server.refresh().version == 1
+    hidden.rename(registry.key_file)
+    assert server.refresh().version == 2 and server.swaps == 1 and server.refusals == 0
+
+
+def test_junk_in_the_model_directory_never_stops_the_server(tmp_path):
+    """What a broken publisher or a hand edit leaves behind is refused or waited out;
+    the last good version keeps serving, and a start falls back to the newest valid."""
+    registry = ModelRegistry(tmp_path / "models")
+    registry.publish(fit(bootstrap_frame()), {"species": ["salmon"]})
+    server = ModelServer(str(registry.root), poll_s=0.0)
+    pointer = registry.root / "CURRENT"
+    for junk in ('{"version": Infinity}', "[" * 100_000, "null", '{"version": 1e999}'):
+        pointer.write_text(junk)
+        assert server.refresh().version == 1
+    registry.point_to(1)
+    registry.publish(fit(bootstrap_frame()), make_current=False)
+    registry.manifest_path(2).write_text("[]")
+    registry.point_to(2)
+    assert server.refresh().version == 1 and server.refusals == 1
+    (registry.versions_dir / "000001 copy.json").write_text("{}")
+    registry.point_to(7)  # a version that does not exist
+    assert ModelServer(str(registry.root)).model.version == 1

@@ -5,6 +5,7 @@ import pickle
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -148,6 +149,56 @@ def test_a_matching_checksum_without_the_key_runs_no_code(registry, model, tmp_p
         registry.load_current()
     assert not marker.exists(), "the artifact was unpickled before verification"
     assert registry.load_newest_valid().version == 1
+
+
+def test_the_bytes_that_were_verified_are_the_bytes_unpickled(registry, model, tmp_path,
+                                                              monkeypatch):
+    """An intruder who swaps the artifact between the check and the load gets nothing run:
+    the load unpickles the bytes it verified, not the file read again."""
+    registry.publish(model)
+    marker = tmp_path / "pwned"
+    artifact = registry.artifact_path(1)
+    read_bytes = Path.read_bytes
+
+    def read_then_swap(path):
+        data = read_bytes(path)
+        if path == artifact:  # the intruder wins the race, right after the read
+            artifact.write_bytes(pickle.dumps(Exploit(marker)))
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_then_swap)
+    loaded = registry.load(1)
+    assert hasattr(loaded.estimator, "predict") and not marker.exists()
+
+
+@pytest.mark.parametrize("pointer", ['{"version": Infinity}', '{"version": 1e999}',
+                                     '{"version": true}', '{"version": "1"}', "[" * 100_000,
+                                     "null", '{"version": -3}'])
+def test_a_pointer_that_names_no_version_is_a_model_error(registry, model, pointer):
+    registry.publish(model)
+    (registry.root / "CURRENT").write_text(pointer)
+    with pytest.raises(ModelError, match="CURRENT is unreadable"):
+        registry.current_version()
+
+
+@pytest.mark.parametrize("manifest, problem", [
+    ("[]", "not a JSON object but list"), ("null", "not a JSON object but NoneType"),
+    ("[" * 100_000, "is unreadable"), (None, "is not signed")])
+def test_a_manifest_that_is_not_one_is_a_model_error(registry, model, manifest, problem):
+    registry.publish(model)
+    if manifest is None:  # a signature that is not hex (compare_digest would raise)
+        manifest = json.dumps({**registry.manifest(1), "signature": "\u00e9" * 64})
+    registry.manifest_path(1).write_text(manifest)
+    with pytest.raises(ModelError, match=problem):
+        registry.load(1)
+
+
+def test_files_in_versions_that_are_not_versions_are_ignored(registry, model):
+    registry.publish(model)
+    (registry.versions_dir / "000001 copy.json").write_text("{}")
+    (registry.versions_dir / "1x.json").write_text("{}")
+    assert registry.versions() == [1]
+    assert registry.publish(model) == 2
 
 
 def test_another_key_or_an_edited_manifest_is_refused(registry, model, tmp_path):

@@ -6,7 +6,9 @@ not verify, the newest that does. Before a batch, the UDF checks the registry's
 verified (SHA-256 and signature, before unpickling), smoke-tested on a fixed batch
 off to the side, and swapped in with one assignment, so a batch is always predicted
 by exactly one version. A version that fails any step is refused, logged and
-counted, and the last good one keeps serving.
+counted, and the last good one keeps serving; a version that cannot be read just now
+(``ModelUnavailable``: a file system error, the signing key unreadable) is no verdict
+and is tried again at the next polls.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-from fishweight.models.registry import LoadedModel, ModelError, ModelRegistry
+from fishweight.models.registry import (
+    LoadedModel,
+    ModelError,
+    ModelRegistry,
+    ModelUnavailable,
+)
 from fishweight.udfs.validation import MEASUREMENT_NUMBERS, Limits, check_frame, row_type
 
 log = logging.getLogger(__name__)
@@ -32,7 +39,7 @@ PREDICTION_TYPE = DataTypes.ROW([
 ])
 
 
-# A fixed batch every candidate must predict (finite, positive) before it may serve:
+# A fixed batch every candidate must predict (finite numbers) before it may serve:
 # a known species, one it cannot know, and an unusual size.
 SMOKE_BATCH = pd.DataFrame({"Species": ["salmon", "no-such-species", "walleye"],
                             "Length": [88.0, 60.0, 120.0], "Height": [19.0, 12.0, 25.0]})
@@ -60,13 +67,15 @@ class ModelServer:
         try:
             self.model: LoadedModel = self.registry.load_current()
             smoke_test(self.model)
-        except ModelError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the files cause: fall back
             self.model = self.registry.load_newest_valid(smoke_test)
             log.error("the current model is unusable (%s); serving version %d, the newest "
                       "that verifies", exc, self.model.version)
         self._next_check = time.monotonic() + poll_s
         self.live_since = self._promoted_at()
         self._refused: set[int] = set()
+        self._unreadable: set[int] = set()  # logged once each until they can be read
+        self._pointer_problem: str | None = None
         self.swaps = 0
         self.refusals = 0
 
@@ -79,15 +88,24 @@ class ModelServer:
         try:
             version = self.registry.current_version()
         except ModelError as exc:
-            log.error("cannot read the model pointer, keeping version %d: %s",
-                      self.model.version, exc)
+            if str(exc) != self._pointer_problem:  # once, not at every poll
+                self._pointer_problem = str(exc)
+                log.error("cannot read the model pointer, keeping version %d: %s",
+                          self.model.version, exc)
             return self.model
+        self._pointer_problem = None
         if version is None or version == self.model.version or version in self._refused:
             return self.model
         try:
             candidate = self.registry.load(version)
             smoke_test(candidate)
-        except ModelError as exc:
+        except ModelUnavailable as exc:
+            if version not in self._unreadable:
+                self._unreadable.add(version)
+                log.error("cannot read model version %d now, keeping version %d; trying "
+                          "again at the next polls: %s", version, self.model.version, exc)
+            return self.model
+        except Exception as exc:  # noqa: BLE001 - a verdict: the files are wrong
             self._refused.add(version)
             self.refusals += 1
             log.error("refusing model version %d, keeping version %d: %s",
