@@ -28,7 +28,7 @@ from fishweight.models.decisions import (
     species_of,
     trigger_time_ms,
 )
-from fishweight.models.registry import ModelError
+from fishweight.models.registry import ModelError, ModelUnavailable
 from fishweight.models.store import StoreError
 from fishweight.records import (
     diff_problem,
@@ -139,17 +139,22 @@ class TrainerService:
         """Run ``action`` until the store takes it (backoff up to 30 s); False if stopped.
 
         A store that is down must not lose a record or an event: the offset is only
-        committed after ``action`` succeeded.
+        committed after ``action`` succeeded. Nor must a model registry that cannot be
+        read just now (``ModelUnavailable``: a file system error, the key remounted).
         """
         delay = 0.5
         while True:
             try:
                 action()
                 return True
-            except StoreError as exc:
-                self.trainer.stats.store_errors += 1
-                log.warning("training store unavailable while %s (%s); retrying in %.1f s",
-                            what, exc, delay)
+            except (StoreError, ModelUnavailable) as exc:
+                down = "training store"
+                if isinstance(exc, StoreError):
+                    self.trainer.stats.store_errors += 1
+                else:
+                    down = "model registry"
+                log.warning("%s unavailable while %s (%s); retrying in %.1f s",
+                            down, what, exc, delay)
                 if self._stop.wait(delay):
                     return False
                 delay = min(delay * 2, 30.0)
@@ -242,7 +247,7 @@ class TrainerService:
             self._catch_up_diffs(event)
             started = time.perf_counter()
             decision = self.trainer.handle_retrain(event)
-        except StoreError:
+        except (StoreError, ModelUnavailable):
             raise
         except Exception as exc:  # noqa: BLE001 - one bad event must not stop the trainer
             decision = self.trainer.fail(event, exc)
@@ -258,7 +263,7 @@ class TrainerService:
         started = time.perf_counter()
         try:
             self._decided(self.trainer.refine_if_due(), started)
-        except StoreError:
+        except (StoreError, ModelUnavailable):
             raise
         except Exception as exc:  # noqa: BLE001 - a failed refinement must not stop storing
             log.exception("refinement check failed: %s", exc)

@@ -329,6 +329,28 @@ def test_an_event_that_fails_before_its_decision_is_a_failed_decision(trainer_se
     assert decisions[1]["action"] == "skipped_too_few", decisions[1]  # the loop went on
 
 
+def test_a_registry_that_cannot_be_read_just_now_delays_the_decision(trainer_settings):
+    """The signing key unreadable for a while: the event waits (its offset uncommitted)
+    and is decided once the key is back, not recorded as a failure."""
+    settings = trainer_settings
+    registry = ModelRegistry.for_settings(settings)
+    rng = np.random.default_rng(5)
+    produce(settings.bootstrap_servers, settings.topic_diff,
+            diff_records(1, [("salmon", 40), ("walleye", 10)], T0, rng))
+    hidden = registry.key_file.with_name("hidden.key")
+    running = Running(settings)
+    try:
+        registry.key_file.rename(hidden)
+        produce(settings.bootstrap_servers, settings.topic_retrain, [retrain_event([1], 41, 50)])
+        time.sleep(3)
+        assert read_decisions(settings) == []  # waiting, not failed
+        hidden.rename(registry.key_file)
+        (decision,) = running.wait_decisions(1)
+    finally:
+        running.close()
+    assert decision["action"] == "promoted", decision
+
+
 def test_one_trainer_per_model_directory(trainer_settings):
     first = Running(trainer_settings)
     try:
