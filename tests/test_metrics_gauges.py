@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
-from fishweight.udfs.metrics import SpeciesMetrics
+from fishweight.udfs.metrics import ObservePipeline, SpeciesMetrics
 
 
 def test_the_running_window_gauges_follow_the_newest_window_not_the_latest_arrival():
@@ -25,3 +26,53 @@ def test_the_running_window_gauges_follow_the_newest_window_not_the_latest_arriv
     assert (metrics.window_start_ms, metrics.window_ppm, metrics.change_over) == (
         180_000, 50_000, 0)
     assert metrics.window_count == 1 and metrics.window_error_sum == pytest.approx(0.05)
+
+
+class RecordingGroup:
+    """A stand-in for PyFlink's metric group (which exists only inside a running job):
+    it records the metrics registered under it, by their dotted names."""
+
+    class Counter:
+        def __init__(self):
+            self.count = 0
+
+        def inc(self, n=1):
+            self.count += n
+
+    def __init__(self, registry=None, path=()):
+        self.registry, self.path = {} if registry is None else registry, path
+
+    def add_group(self, *names):
+        return RecordingGroup(self.registry, self.path + names)
+
+    def counter(self, name):
+        self.registry[".".join((*self.path, name))] = counter = self.Counter()
+        return counter
+
+    def gauge(self, name, read):
+        self.registry[".".join((*self.path, name))] = read
+
+    def get_metric_group(self):  # the FunctionContext's one call
+        return self
+
+
+def test_only_species_counted_per_species_take_one_of_the_max_species_places():
+    """Names seen only in unmatched or rejected records (no per-species metric counts
+    them) must not fill the places, or a species that joins would land in `_other`."""
+    stage, group = ObservePipeline(max_species=2), RecordingGroup()
+    stage.open(group)
+
+    def second(*rows):
+        kind, species, detail, records, total, latest = zip(*rows, strict=True)
+        stage.eval(*(pd.Series(column) for column in (kind, species, detail, records, total,
+                                                        latest)))
+
+    second(*[("unmatched_weight", f"junk{i}", "noMeasurement", 1, None, None)
+             for i in range(3)], ("dead_letter", "junk9", "wrongType", 1, None, None))
+    second(("joined", "salmon", "0", 5, 0.5, 0.0), ("joined", "walleye", "0", 2, 0.2, 0.0),
+           ("joined", "pike", "0", 1, 0.1, 0.0))
+    per_species = {name for name in group.registry if name.startswith("fishweight.species.")}
+    assert {name.split(".")[2] for name in per_species} == {"salmon", "walleye", "_other"}
+    assert group.registry["fishweight.species.salmon.joinedPairs"].count == 5
+    assert group.registry["fishweight.species._other.joinedPairs"].count == 1
+    assert group.registry["fishweight.unmatched.weight.noMeasurement"].count == 3

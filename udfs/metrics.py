@@ -153,7 +153,10 @@ class ObservePipeline(ScalarFunction):
             counter = totals.counters.get(k)
             if counter is not None:
                 counter.inc(n)
-            metrics = self._species(sp)
+            # A species gets its metrics (and one of max_species places) only from a
+            # kind counted per species: an unmatched or rejected record's name must
+            # not take the place of a species that joins.
+            metrics = self._species(sp) if k in SPECIES_KINDS else None
             if k == "dead_letter":
                 totals.dead_letters.get(d, totals.dead_letters["other"]).inc(n)
             elif k.startswith("unmatched_"):
@@ -174,6 +177,9 @@ class ObservePipeline(ScalarFunction):
                 if isinstance(d, str) and pd.notna(tot):
                     metrics.running_window(int(d), n, float(tot), last)
         return pd.Series([True] * len(kind))
+
+
+SPECIES_KINDS = frozenset({"window", "retrain", "joined"})
 
 
 def observe_pipeline(max_species: int):
