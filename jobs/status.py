@@ -52,8 +52,13 @@ class JobStatus:
 
 
 def _combine(by_name: dict[str, list[float]]) -> dict[str, float]:
-    """Counters summed over subtasks; gauges the largest (-1 = none yet)."""
-    return {name: (max(values) if name.endswith(GAUGE_SUFFIXES) else sum(values))
+    """Counters summed over subtasks; gauges the largest (-1 = none yet).
+
+    The model's age is the smallest: that of the newest version, which one subtask may
+    serve a poll before another.
+    """
+    return {name: (min(values) if name.endswith("modelAgeSeconds")
+                   else max(values) if name.endswith(GAUGE_SUFFIXES) else sum(values))
             for name, values in by_name.items() if values}
 
 
@@ -102,9 +107,10 @@ def job_status(settings: Settings, url: str) -> JobStatus:
     if settings.metrics_port:
         try:
             by_name = job_group(scrape(metrics_url(settings.metrics_port)), job_id=job["jid"])
-            status.metrics_from = f"Prometheus :{settings.metrics_port}"
-        except OSError:
+        except (OSError, ValueError):  # nothing answers, or not Prometheus text
             by_name = None
+        if by_name:
+            status.metrics_from = f"Prometheus :{settings.metrics_port}"
     status.metrics = _combine(by_name if by_name else operator_metrics(url, job["jid"]))
     status.sources = _sources(url, job["jid"])
     if settings.trainer_metrics_port:
@@ -116,7 +122,7 @@ def job_status(settings: Settings, url: str) -> JobStatus:
                         ("_created", "_bucket")):
                     key = s.name + "".join(f",{v}" for v in s.labels.values())
                     status.trainer[key] = s.value
-        except OSError:
+        except (OSError, ValueError):
             status.trainer = None
     return status
 
@@ -141,10 +147,14 @@ def lines(status: JobStatus) -> list[str]:
                f"{int(get('joinedPairs'))} | unmatched weights {int(get('unmatchedWeights'))}, "
                f"measurements {int(get('unmatchedMeasurements'))} | windows "
                f"{int(get('windowsClosed'))} | retrain events {int(get('retrainEvents'))}")
-    out.append(f"model v{int(m.get('modelVersion', 0))}, live for "
-               f"{int(m.get('modelAgeSeconds', 0))} s (swaps {int(get('modelSwaps'))}, "
-               f"refused {int(get('modelRefusals'))})")
-    species = sorted({name.split(".")[1] for name in m if name.startswith("species.")})
+    if "modelVersion" in m:
+        model = f"model v{int(m['modelVersion'])}, live for {int(m.get('modelAgeSeconds', 0))} s"
+    else:
+        model = "model - (no batch scored yet)"
+    out.append(f"{model} (swaps {int(get('modelSwaps'))}, refused {int(get('modelRefusals'))})")
+    # species.<name>.<metric>: a species name may hold dots ("S. salar").
+    species = sorted({name.removeprefix("species.").rsplit(".", 1)[0] for name in m
+                      if name.startswith("species.") and name.count(".") >= 2})
     for sp in species:
         f = lambda name, sp=sp: m.get(f"species.{sp}.{name}")  # noqa: E731
         over = f("changeErrorsOver")
