@@ -153,7 +153,11 @@ def _check_fields(raw: bytes | None, numbers: tuple[str, ...], limits: Limits,
         value = record[name]
         if isinstance(value, bool) or not isinstance(value, int | float):
             return _reject(out, f"wrong type: {name} must be a number, got {value!r}")
-        value = float(value)  # an int too large for a float raises: caught by _check
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond any float
+            return _reject(out, f"out of range: {name} is an integer too large for a number, "
+                                f"above the plausible maximum {maxima.get(name, math.inf):g}")
         if not math.isfinite(value):
             return _reject(out, f"non-finite number: {name} = {value}")
         if value <= 0:
