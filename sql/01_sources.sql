@@ -9,7 +9,7 @@ CREATE TEMPORARY TABLE measurement_raw (
     kafka_offset    BIGINT           METADATA FROM 'offset' VIRTUAL,
     kafka_time      TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
     event_time AS {event_time},
-    WATERMARK FOR event_time AS event_time - INTERVAL '{watermark_delay}' SECOND
+    WATERMARK FOR event_time AS event_time - {watermark_delay_interval}
 ) WITH (
     {measurement_source}
 );

@@ -84,6 +84,6 @@ SELECT
 FROM first_measurements AS m
 FULL OUTER JOIN weights AS w
   ON m.Fish_Id = w.Fish_Id
- AND w.row_time BETWEEN m.row_time - INTERVAL '{join_before}' SECOND
-                    AND m.row_time + INTERVAL '{join_bound}' SECOND
+ AND w.row_time BETWEEN m.row_time - {join_before_interval}
+                    AND m.row_time + {join_bound_interval}
 WHERE NOT (w.Fish_Id IS NULL AND m.reason IS NOT NULL);

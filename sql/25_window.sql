@@ -23,7 +23,7 @@ SELECT
     COUNT(*)                         AS `Count`,
     ARRAY_AGG(DISTINCT ModelVersion) AS ModelVersions,
     MAX(ModelVersion)                AS ModelVersionMax
-FROM TABLE(TUMBLE(TABLE diffs_once, DESCRIPTOR(row_time), INTERVAL '{window}' SECOND))
+FROM TABLE(TUMBLE(TABLE diffs_once, DESCRIPTOR(row_time), {window_interval}))
 GROUP BY window_start, window_end, Species;
 
 -- The retrain trigger: the same windows, evaluated as each joined record arrives
@@ -47,7 +47,7 @@ FROM diffs_once;
 CREATE TEMPORARY VIEW window_running AS
 SELECT
     WindowStart,
-    WindowStart + INTERVAL '{window}' SECOND AS WindowEnd,
+    WindowStart + {window_interval} AS WindowEnd,
     Species,
     MIN(Fish_Id)                     OVER w AS Fish_Id_Start,
     MAX(Fish_Id)                     OVER w AS Fish_Id_End,

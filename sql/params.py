@@ -23,6 +23,20 @@ def seconds_literal(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
 
 
+def interval_literal(seconds: float) -> str:
+    """A DAY TO SECOND interval literal of ``seconds`` (to the millisecond).
+
+    Not ``INTERVAL 'n' SECOND``: its leading precision is 2, so 100 s or more fails to
+    plan ("exceeds precision of SECOND(2) field"); days take two digits here (99 days).
+    """
+    millis = round(float(seconds) * 1000)
+    days, rest = divmod(millis, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, ms = divmod(rest, 1000)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{secs:02d}.{ms:03d}' DAY TO SECOND(3)"
+
+
 def sql_string(value: object) -> str:
     """A value as the inside of a SQL string literal (quotes doubled)."""
     return str(value).replace("'", "''")
@@ -45,6 +59,10 @@ def sql_params(settings: Settings) -> dict[str, str]:
         "join_before": seconds_literal(settings.join_before_s),
         "window": seconds_literal(settings.window_s),
         "window_ms": str(round(settings.window_s * 1000)),
+        "watermark_delay_interval": interval_literal(settings.watermark_delay_s),
+        "join_bound_interval": interval_literal(settings.join_bound_s),
+        "join_before_interval": interval_literal(settings.join_before_s),
+        "window_interval": interval_literal(settings.window_s),
         "min_count": str(settings.min_window_count),
         "change_records": str(settings.change_records),
         "change_preceding": str(settings.change_records - 1),

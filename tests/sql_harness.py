@@ -53,8 +53,8 @@ class InMemoryConnectors:
                       .column_by_expression("kafka_time", "TO_TIMESTAMP_LTZ(kafka_ms, 3)")
                       .column_by_expression("event_time", event_time(
                           params, "TO_TIMESTAMP_LTZ(kafka_ms, 3)"))
-                      .watermark("event_time", "event_time - INTERVAL "
-                                 f"'{params['watermark_delay']}' SECOND")
+                      .watermark("event_time",
+                                 f"event_time - {params['watermark_delay_interval']}")
                       .build())
             t_env.create_temporary_view(table, t_env.from_data_stream(stream, schema))
 

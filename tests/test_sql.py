@@ -158,3 +158,21 @@ def test_flink_keeps_a_distinct_map_of_an_unbounded_over_past_the_ttl():
     expired = [(i, vs) for i, n, vs in seen[1:] if n == 1]
     assert expired, f"no accumulator expired between rows 500 ms apart: {seen}"
     assert all(vs is None for _, vs in expired), seen
+
+
+def test_windows_and_bounds_of_100_s_and_more_plan(tmp_path):
+    """`INTERVAL '300' SECOND` fails to plan (a leading precision of 2): every duration
+    in the SQL is a DAY TO SECOND literal."""
+    from fishweight.sql.params import interval_literal
+
+    assert interval_literal(300) == "INTERVAL '0 00:05:00.000' DAY TO SECOND(3)"
+    assert interval_literal(0.25) == "INTERVAL '0 00:00:00.250' DAY TO SECOND(3)"
+    assert interval_literal(90_061.5) == "INTERVAL '1 01:01:01.500' DAY TO SECOND(3)"
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0,
+                             bootstrap_servers="127.0.0.1:9", window_s=300, join_bound_s=120,
+                             watermark_delay_s=100, idle_timeout_s=300, state_ttl_s=1200)
+    bootstrap_model(settings)
+    contents = " | ".join(n["contents"] for n in build_pipeline(settings).stream_graph())
+    assert "TUMBLE(time_col=[row_time], size=[5 min])" in contents  # the windows
+    assert "row_time + 120000:INTERVAL DAY TO SECOND(3)" in contents  # the join bound
+    assert "100000:INTERVAL DAY TO SECOND(3)" in contents  # the watermark delay
