@@ -35,7 +35,9 @@ SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload, shaped,
 FROM measurement_shaped;
 
 -- Clean: shaped and within the limits _check applies (the Timestamp within
--- {max_skew_s} s of the Kafka record time, counted in whole seconds as there).
+-- {max_skew_s} s of the Kafka record time, counted in whole seconds as there: less than
+-- {max_skew_s} + 1 s apart; compared as times, since TIMESTAMPDIFF(SECOND, ...) is an INT
+-- that wraps at 2^31 s, so a Timestamp 2^32 s ahead would pass as 0 s apart).
 CREATE TEMPORARY VIEW measurement_sorted AS
 SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload,
        Species, Fish_Id, Length, Height, `Timestamp`,
@@ -44,8 +46,9 @@ SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload,
                 AND Length > 0 AND Length <= {max_length}
                 AND Height > 0 AND Height <= {max_height}
                 AND `Timestamp` < 100000000000000
-                AND ABS(TIMESTAMPDIFF(SECOND, kafka_time, TO_TIMESTAMP_LTZ(`Timestamp`, 3)))
-                    <= {max_skew_s}, FALSE) AS clean
+                AND TO_TIMESTAMP_LTZ(`Timestamp`, 3) BETWEEN kafka_time - {max_skew_interval}
+                                                         AND kafka_time + {max_skew_interval},
+                FALSE) AS clean
 FROM measurement_fields;
 
 -- Python gets the payload only of the records SQL could not vouch for.

@@ -13,8 +13,9 @@ SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload,
                 AND Species IS NOT NULL AND Fish_Id IS NOT NULL AND `Timestamp` IS NOT NULL
                 AND Weight > 0 AND Weight <= {max_weight}
                 AND `Timestamp` < 100000000000000
-                AND ABS(TIMESTAMPDIFF(SECOND, kafka_time, TO_TIMESTAMP_LTZ(`Timestamp`, 3)))
-                    <= {max_skew_s}, FALSE) AS clean
+                AND TO_TIMESTAMP_LTZ(`Timestamp`, 3) BETWEEN kafka_time - {max_skew_interval}
+                                                         AND kafka_time + {max_skew_interval},
+                FALSE) AS clean
 FROM (
     SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload, shaped,
            CASE WHEN shaped THEN JSON_VALUE(text, '$.Species') END                 AS Species,

@@ -54,6 +54,9 @@ def sql_params(settings: Settings) -> dict[str, str]:
         "topic_weight": sql_string(settings.topic_weight),
         "watermark_delay": seconds_literal(settings.watermark_delay_s),
         "max_skew_s": str(int(settings.max_clock_skew_s)),
+        # Less than max_skew_s + 1 s apart, to the millisecond: what udfs/validation.py's
+        # whole seconds (abs(diff_ms) // 1000 <= max_skew_s) accept.
+        "max_skew_interval": interval_literal(int(settings.max_clock_skew_s) + 0.999),
         "event_time_source": settings.event_time_source,
         "join_bound": seconds_literal(settings.join_bound_s),
         "join_before": seconds_literal(settings.join_before_s),

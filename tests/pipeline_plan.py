@@ -176,6 +176,11 @@ def build_plan(estimator) -> Plan:
     far = b'{"Species":"salmon","Fish_Id":501,"Length":80.0,"Height":17.0,"Timestamp":%d}' % (
         T0 + 10 * 86_400 * S)
     plan.bad("m", far, "implausible Timestamp")
+    # 2^32 s ahead: TIMESTAMPDIFF(SECOND, ...) wraps to 0 s apart. In payload event time
+    # it would have moved the watermark 136 years ahead and made every record late.
+    wrapped = b'{"Species":"salmon","Fish_Id":502,"Length":80.0,"Height":17.0,"Timestamp":%d}' % (
+        T0 + 100 * S + 2**32 * 1000)
+    plan.bad("m", wrapped, "implausible Timestamp")
     plan.bad("w", b'{"Species":"salmon","Fish_Id":1,"Weight":0,"Timestamp":%d}' % (T0 + 99 * S),
              "non-positive number: Weight = 0")
     plan.bad("w", b'{"Species":"salmon","Fish_Id":2,"Weight":-1.5,"Timestamp":%d}' % (

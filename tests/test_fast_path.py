@@ -95,6 +95,7 @@ MEASUREMENTS = [
     (dumps(m()) + b" " * 5000, None),
     (dumps(m(Timestamp=T + 3_601_000)), None),
     (dumps(m(Timestamp=T - 3_601_000)), None),
+    (dumps(m(Timestamp=T + 2**32 * 1000)), None),  # TIMESTAMPDIFF(SECOND) wraps to 0
     (dumps(m(Timestamp=100_000_000_000_000)), None),
     (dumps(m(Timestamp=...)), None),
     (dumps(m(Species=None)), None),
@@ -113,6 +114,7 @@ WEIGHTS = [
     (dumps(w(Weight=...)), None),
     (dumps(w(Length=88.5)), None),  # a measurement's field: not a weight's shape
     (dumps(w(Timestamp=T + 3_601_000)), None),
+    (dumps(w(Timestamp=T + 2**32 * 1000 + 5000)), None),
     (dumps(w(Species="salmon ")), None),
 ]
 

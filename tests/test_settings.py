@@ -70,6 +70,7 @@ def test_settings_page_lists_every_setting():
     # The trainer refits a changed species on 3 records at least: with 2 it would wait
     # for 2, then fit nothing, and the change rule has fired for that version.
     ({"change_min_records": 2}, "change_min_records must be >= 3"),
+    ({"max_clock_skew_s": 100 * 86_400}, "max_clock_skew_s must be below 99 days"),
 ])
 def test_names_and_numbers_that_could_break_the_job_are_refused(changes, problem):
     with pytest.raises(ValueError, match=problem):

@@ -18,6 +18,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+MAX_DURATION_S = 99 * 86_400.0  # a duration the job's SQL can write (sql/params.py)
+
 # The settings that take one of a few words, and those words (checked in ``__post_init__``).
 CHOICES = {
     "delivery_guarantee": ("at-least-once", "exactly-once", "none"),
@@ -463,6 +465,11 @@ class Settings:
                 problems.append(f"{name} must be > 0")
         if self.max_clock_skew_s <= 0:
             problems.append("max_clock_skew_s must be > 0")
+        # The SQL writes durations as DAY TO SECOND literals with two digits of days.
+        for name in ("window_s", "join_bound_s", "join_before_s", "watermark_delay_s",
+                     "max_clock_skew_s"):
+            if getattr(self, name) >= MAX_DURATION_S:
+                problems.append(f"{name} must be below 99 days ({MAX_DURATION_S:g} s)")
         if self.sink_linger_ms < 0:
             problems.append("sink_linger_ms must be >= 0")
         for name, allowed in CHOICES.items():
