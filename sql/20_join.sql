@@ -64,8 +64,12 @@ WHERE seen > 1;
 -- prediction and its weight) and the unmatched records, so both read one join state.
 -- A rejected measurement without a weight is neither (it is a dead letter) and is
 -- dropped here. `row_time` is the weight's event time, the measurement's for a
--- measurement without a weight; the join's own watermark holds back by its bounds, so a
--- pair's `row_time` is never behind it, as for an inner join.
+-- measurement without a weight. The join's own watermark holds back by the larger of its
+-- bounds, so a pair is behind it only if its weight arrived far out of order (behind its
+-- own stream's watermark by more than that bound) while its measurement was still kept
+-- (up to join_before_s before it): such a diff reaches weight-diff, the retrain rules and
+-- the trainer, but the closed window it belongs to (weight-windows) has already been
+-- written without it.
 CREATE TEMPORARY VIEW pairs AS
 SELECT
     m.Fish_Id                                                    AS m_Fish_Id,
