@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -149,6 +150,9 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from fishweight.scenarios import load_scenario
 
     run_dir = args.run_dir.resolve()
+    if not args.from_kafka and not (run_dir / "topics").is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a demo run's directory (it has no topics/); "
+                                "runs are under <state_dir>/demo/run-*")
     scenario_file = run_dir / "scenario.toml"
     scenario = load_scenario(args.scenario or (scenario_file if scenario_file.exists() else None))
     settings = settings.replace(state_dir=str(run_dir))
@@ -288,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", parents=[parent], help="produce the factory's fish")
     p.add_argument("--scenario", type=Path, default=None, help="scenario TOML file")
-    p.add_argument("--speed", type=float, default=1.0,
+    p.add_argument("--speed", type=_speed, default=1.0,
                    help="simulated seconds per wall second (0 = as fast as possible)")
     p.add_argument("--start-ms", type=int, default=None,
                    help="event time of the first measurement, epoch ms (default: now)")
@@ -330,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", parents=[parent],
                        help="run the whole loop on embedded defaults and write a report")
     p.add_argument("--scenario", type=Path, default=None, help="scenario TOML file")
-    p.add_argument("--speed", type=float, default=None,
+    p.add_argument("--speed", type=_speed, default=None,
                    help="simulated seconds per wall second (default 5; 1 = real time)")
     _wire_option(p)
     p.set_defaults(func=cmd_demo)
@@ -385,10 +389,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _speed(text: str) -> float:
+    """A --speed: a finite number >= 0 (argparse's type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = as fast as possible), got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     from fishweight.models.registry import ModelError
     from fishweight.models.store import StoreError
     from fishweight.runtime import MissingExtra, SnapshotMisfit
+    from fishweight.runtime.jars import MissingJarsError
     from fishweight.runtime.kafka import KafkaNotConfigured
     from fishweight.runtime.processes import PortInUse
     from fishweight.scenarios import ScenarioError
@@ -403,8 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, settings)
     except (ScenarioError, KafkaNotConfigured, ModelError, StoreError, MissingExtra,
-            PortInUse, SnapshotMisfit) as exc:
-        # Problems the user can fix: say what is wrong and how, without a traceback.
+            MissingJarsError, PortInUse, SnapshotMisfit, subprocess.CalledProcessError,
+            OSError) as exc:
+        # Problems the user can fix: say what is wrong and how, without a traceback. An
+        # OSError is the environment's (a broker that does not answer: TimeoutError; a
+        # file that is missing or not readable).
         print(f"fishweight {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -182,10 +182,16 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
         def count(kind, _record):
             sent[kind] += 1
 
+        sim_error: list[BaseException] = []
+
         def send():
             nonlocal sim_result
-            sim_result = simulate(settings, settings.bootstrap_servers, scenario, speed=speed,
-                                  start_ms=start_ms, stop=stop, on_record=count)
+            try:
+                sim_result = simulate(settings, settings.bootstrap_servers, scenario,
+                                      speed=speed, start_ms=start_ms, stop=stop,
+                                      on_record=count)
+            except BaseException as exc:  # the demo's loop reports it and stops
+                sim_error.append(exc)
 
         simulator = threading.Thread(target=send, daemon=True, name="simulator")
         simulator.start()
@@ -206,6 +212,11 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
                                        f"see {child.log_path}")
             if observer.error:
                 raise observer.error
+            if sim_error:
+                raise RuntimeError(f"the simulator stopped: {sim_error[0]}") from sim_error[0]
+            if broker is not None and broker.exited() is not None:
+                raise RuntimeError(f"the embedded broker exited with code {broker.exited()}; "
+                                   f"see {run_dir / 'broker.log'}")
             if not simulator.is_alive() and sim_result is not None:
                 finished_at = finished_at or time.monotonic()
                 done = (len(d.predictions) + d.dead_letters_from(settings.topic_measurement)

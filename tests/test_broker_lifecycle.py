@@ -94,3 +94,36 @@ def test_waiting_for_a_broker_that_is_still_starting_logs_no_error(caplog):
     assert waited == [None]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+def test_a_second_broker_on_a_taken_port_is_a_one_line_error():
+    """It must not find the first one's listener and report itself ready."""
+    from fishweight.runtime.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as first:
+        cli = subprocess.run([sys.executable, "-m", "fishweight.jobs.cli", "broker", "--port",
+                              str(first.port)], capture_output=True, text=True, timeout=60)
+        assert first.exited() is None
+    assert cli.returncode == 2, cli.stderr
+    assert cli.stderr.startswith(f"fishweight broker: port {first.port} is taken"), cli.stderr
+    assert "Traceback" not in cli.stderr and "embedded Kafka broker" not in cli.stdout
+
+
+def test_common_mistakes_on_the_command_line_are_one_line_errors(tmp_path):
+    """A broker that does not answer, a run directory that is not one, a negative speed."""
+    from fishweight.runtime.processes import free_port
+
+    def fishweight(*args):
+        return subprocess.run([sys.executable, "-m", "fishweight.jobs.cli", *args,
+                               "--state-dir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=120)
+
+    down = fishweight("simulate", "--bootstrap-servers", f"127.0.0.1:{free_port()}")
+    assert down.returncode == 2 and "not ready after 20.0s" in down.stderr, down.stderr
+    not_a_run = fishweight("report", "--run-dir", str(tmp_path))
+    assert not_a_run.returncode == 2 and "is not a demo run's directory" in not_a_run.stderr
+    negative = fishweight("demo", "--speed", "-1")
+    assert negative.returncode == 2 and "must be >= 0" in negative.stderr
+    assert all("Traceback" not in result.stderr for result in (down, not_a_run, negative))
+    assert len(down.stderr.splitlines()) == len(not_a_run.stderr.splitlines()) == 1, (
+        down.stderr, not_a_run.stderr)  # argparse adds its usage to the third

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fishweight.runtime import require_extra
 from fishweight.runtime.kafka import wait_until_ready
-from fishweight.runtime.processes import ChildProcess, free_port
+from fishweight.runtime.processes import ChildProcess, PortInUse, free_port, port_in_use
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,25 @@ class EmbeddedBroker:
         return self._child.pid
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
+        # Else the readiness check would find whatever listens there and take it for ours.
+        if port_in_use(self.port):
+            raise PortInUse(f"port {self.port} is taken (another broker?); choose another "
+                            "with --port, or use that broker with --bootstrap-servers")
         self._child.start()
         try:
             wait_until_ready(self.bootstrap_servers, timeout_s, process=self._child.process)
+            if self._child.process.poll() is not None:  # it lost the port to another
+                raise RuntimeError(f"embedded broker exited with code "
+                                   f"{self._child.process.returncode} while starting")
         except BaseException:
             self.stop()
             raise
         log.info("embedded broker pid %s on %s", self.pid, self.bootstrap_servers)
         return self
+
+    def exited(self) -> int | None:
+        """Its exit code once it has exited (None while it runs)."""
+        return self._child.exited()
 
     def stop(self) -> None:
         self._child.stop(timeout_s=5)
