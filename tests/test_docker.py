@@ -232,10 +232,15 @@ def test_models_key_and_checkpoints_are_shared(compose):
         assert m[key_dir] == ("model-key", key_ro), name
     for name in ("jobmanager", "taskmanager"):
         assert mounts(svc[name])[checkpoints] == ("checkpoints", False), name
+    # The trainer's decision log outlives a recreated container.
+    trainer_state = environment(svc["trainer"])["FISHWEIGHT_STATE_DIR"]
+    assert mounts(svc["trainer"])[trainer_state] == ("trainer-state", False)
     assert mounts(svc["submit"])[checkpoints][0] == "checkpoints"
     properties = environment(svc["jobmanager"])["FLINK_PROPERTIES"]
     assert f"execution.checkpointing.dir: file://{checkpoints}" in properties
     assert environment(svc["taskmanager"])["FLINK_PROPERTIES"] == properties
+    # The entrypoint reads every line as a key and a value: no comment lines.
+    assert not [line for line in properties.splitlines() if line.lstrip().startswith("#")]
 
 
 def test_job_sinks_are_exactly_once(compose):
