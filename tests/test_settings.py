@@ -71,6 +71,9 @@ def test_settings_page_lists_every_setting():
     # for 2, then fit nothing, and the change rule has fired for that version.
     ({"change_min_records": 2}, "change_min_records must be >= 3"),
     ({"max_clock_skew_s": 100 * 86_400}, "max_clock_skew_s must be below 99 days"),
+    ({"restart_attempts": 0}, "restart_attempts must be >= 1"),
+    ({"store_uri": "mongodb://mongo:27017", "store_password_file": "/run/secrets/pw"},
+     "store_password_file needs a user in store_uri"),
 ])
 def test_names_and_numbers_that_could_break_the_job_are_refused(changes, problem):
     with pytest.raises(ValueError, match=problem):
@@ -194,3 +197,18 @@ def test_logging_drops_kafka_pythons_slow_step_warning_and_keeps_its_other_warni
     assert [line.split(" ", 2)[2] for line in lines] == [
         "WARNING kafka.net.selector: Task <task> left RUNNING after step; demoting to "
         "UNSCHEDULED", "INFO fishweight: ours"]
+
+
+def test_resume_from_a_path_that_holds_no_snapshot_is_a_clear_error(tmp_path):
+    """Not a job that fails at its start, after the JVM and the workers came up."""
+    from fishweight.runtime.flink_env import restore_path
+
+    savepoint = tmp_path / "savepoint-1"
+    savepoint.mkdir()
+    with pytest.raises(FileNotFoundError, match="no savepoint or retained checkpoint there"):
+        restore_path(Settings.load(state_dir=str(tmp_path), resume_from=str(savepoint)))
+    (savepoint / "_metadata").write_bytes(b"")
+    for named in (str(savepoint), savepoint.as_uri(), str(savepoint / "_metadata")):
+        assert restore_path(Settings.load(state_dir=str(tmp_path), resume_from=named)) == named
+    remote = "s3://bucket/savepoints/savepoint-1"  # not checked here: Flink reads it
+    assert restore_path(Settings.load(state_dir=str(tmp_path), resume_from=remote)) == remote

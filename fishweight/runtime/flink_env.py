@@ -36,7 +36,15 @@ def restore_path(settings: Settings) -> str | None:
         return None
     if settings.resume_from == "latest":
         return latest_snapshot(settings.resolved_checkpoint_uri)
-    return settings.resume_from
+    path = settings.resume_from
+    local = path.removeprefix("file://") if path.startswith("file://") or "://" not in path \
+        else None
+    if local is not None and not (Path(local).is_file() or (Path(local) / "_metadata").is_file()):
+        # Else Flink fails the job at its start, after the JVM and the workers came up.
+        raise FileNotFoundError(f"resume_from {path}: no savepoint or retained checkpoint "
+                                "there (a directory with a _metadata file); `latest` takes "
+                                "the newest in checkpoint_dir")
+    return path
 
 
 def local_classpath(settings: Settings) -> None:

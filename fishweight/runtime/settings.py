@@ -472,6 +472,11 @@ class Settings:
                 problems.append(f"{name} must be below 99 days ({MAX_DURATION_S:g} s)")
         if self.sink_linger_ms < 0:
             problems.append("sink_linger_ms must be >= 0")
+        if self.restart_attempts < 1:  # Flink refuses fewer, once the job starts
+            problems.append("restart_attempts must be >= 1")
+        if self.store_password_file and "@" not in self.store_uri.partition("://")[2]:
+            problems.append("store_password_file needs a user in store_uri "
+                            "(scheme://user@host)")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of: {', '.join(allowed)}")
