@@ -297,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         job = start_job(settings_from(args), local=False)
-    except (KafkaNotConfigured, ModelError, SnapshotMisfit) as exc:
+    except (KafkaNotConfigured, ModelError, SnapshotMisfit, ValueError, OSError) as exc:
+        # Settings refused, a broker that does not answer (TimeoutError), a snapshot path
+        # that holds none: one line, as `fishweight predict` says it.
         print(f"jobs/predict.py: {exc}", file=sys.stderr)
         return 2
     print(f"submitted prediction job {job.get_job_id()}", flush=True)
