@@ -6,12 +6,19 @@ STAMP  := $(VENV)/.fishweight-installed
 
 .PHONY: install test test-fast test-extended lint demo bench clean
 
+# Python 3.11 or newer (pyproject.toml); another one: make PYTHON=python3.11 ...
+NEED_PY := import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
+	f"fishweight needs Python >= 3.11, {sys.executable} is {sys.version.split()[0]}: " \
+	"run make PYTHON=python3.11 (after rm -rf $(VENV) if it was made with that one)")
+
 $(BIN)/python:
+	@$(PYTHON) -c '$(NEED_PY)'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstall when the project metadata changes; fetch the connector jars once.
 $(STAMP): pyproject.toml | $(BIN)/python
+	@$(BIN)/python -c '$(NEED_PY)'
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/fishweight fetch-jars --log-level WARNING
 	touch $(STAMP)
