@@ -29,7 +29,8 @@ s = Settings.load()
 if not s.bootstrap_servers:
     raise SystemExit("submit.sh topics: FISHWEIGHT_BOOTSTRAP_SERVERS is not set")
 wait_until_ready(s.bootstrap_servers, timeout_s=120)
-create_topics(s.bootstrap_servers, s.all_topics, s.topic_partitions)
+create_topics(s.bootstrap_servers, s.all_topics, s.topic_partitions,
+              s.topic_replication_factor)
 for topic, count in sorted(partition_counts(s.bootstrap_servers, s.all_topics).items()):
     note = "" if count == s.topic_partitions else (
         f" (not FISHWEIGHT_TOPIC_PARTITIONS={s.topic_partitions}: an existing topic keeps "

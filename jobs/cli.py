@@ -46,7 +46,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     scenario = with_wire(load_scenario(args.scenario), args.wire)
     servers = require_kafka(settings, "simulate")
     create_topics(servers, [settings.topic_measurement, settings.topic_weight],
-                  settings.topic_partitions)
+                  settings.topic_partitions, settings.topic_replication_factor)
     stop = stop_event_on_signals()
     result = simulate(settings, settings.bootstrap_servers, scenario, speed=args.speed,
                       start_ms=args.start_ms, stop=stop)

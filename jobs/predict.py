@@ -194,7 +194,8 @@ def start_job(settings: Settings, *, local: bool):
     if local:
         require_free_ports(settings, "web_ui_port", "metrics_port")
     servers = require_kafka(settings, "predict")
-    create_topics(servers, settings.all_topics, settings.topic_partitions)
+    create_topics(servers, settings.all_topics, settings.topic_partitions,
+                  settings.topic_replication_factor)
     restore_from = restore_path(settings)
     if restore_from:
         print(f"restoring join, window and source state from {restore_from} "

@@ -74,7 +74,8 @@ def _accepts_connections(bootstrap_servers: str) -> None:
     raise error
 
 
-def create_topics(bootstrap_servers: str, topics: list[str], partitions: int) -> None:
+def create_topics(bootstrap_servers: str, topics: list[str], partitions: int,
+                  replication_factor: int = 1) -> None:
     """Create topics that do not exist yet; existing ones are left as they are."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="fishweight-admin")
     try:
@@ -83,9 +84,10 @@ def create_topics(bootstrap_servers: str, topics: list[str], partitions: int) ->
         for topic in missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(topic, num_partitions=partitions,
-                                              replication_factor=1)])
+                                              replication_factor=replication_factor)])
         if missing:
-            log.info("created topics %s with %d partitions", missing, partitions)
+            log.info("created topics %s with %d partitions, %d replica(s) each", missing,
+                     partitions, replication_factor)
     finally:
         admin.close()
 

@@ -82,6 +82,13 @@ class Settings:
         default=3,
         metadata={"env": "FISHWEIGHT_TOPIC_PARTITIONS", "doc": "Partitions for created topics"},
     )
+    topic_replication_factor: int = field(
+        default=1,
+        metadata={"env": "FISHWEIGHT_TOPIC_REPLICATION_FACTOR",
+                  "doc": "Replicas of each topic the job, the simulator or `submit.sh topics` "
+                         "creates (existing topics are left as they are); on a Kafka cluster "
+                         "of three or more brokers, 3"},
+    )
     model_dir: str = field(
         default="",
         metadata={"env": "FISHWEIGHT_MODEL_DIR",
@@ -456,6 +463,8 @@ class Settings:
                             ">= 2 * (window_s + join_before_s)")
         if self.parallelism < 1 or self.topic_partitions < 1:
             problems.append("parallelism and topic_partitions must be >= 1")
+        if self.topic_replication_factor < 1:
+            problems.append("topic_replication_factor must be >= 1")
         if self.taskmanagers < 1:
             problems.append("taskmanagers must be >= 1")
         for name in ("max_payload_bytes", "max_species_chars", "max_length", "max_height",
