@@ -127,3 +127,15 @@ def test_common_mistakes_on_the_command_line_are_one_line_errors(tmp_path):
     assert all("Traceback" not in result.stderr for result in (down, not_a_run, negative))
     assert len(down.stderr.splitlines()) == len(not_a_run.stderr.splitlines()) == 1, (
         down.stderr, not_a_run.stderr)  # argparse adds its usage to the third
+
+
+def test_terminate_kills_what_ignores_sigterm_and_only_that():
+    from fishweight.runtime.processes import alive, started, terminate
+
+    stubborn = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60 & wait"])
+    time.sleep(0.3)
+    born = started(stubborn.pid)
+    assert born is not None
+    terminate([stubborn.pid], timeout_s=1.0)
+    assert stubborn.wait(timeout=10) == -signal.SIGKILL and not alive(stubborn.pid)
+    assert started(os.getpid()) != born  # the start time tells processes apart

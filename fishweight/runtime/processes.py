@@ -199,8 +199,23 @@ def alive(pid: int) -> bool:
         return True
 
 
+def started(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, from /proc); None when unknown.
+
+    Tells a process from a later one that reuses its number.
+    """
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def terminate(pids: list[int], timeout_s: float = 30.0) -> None:
-    """SIGTERM each pid, SIGKILL those still alive after ``timeout_s``."""
+    """SIGTERM each pid, SIGKILL those still alive after ``timeout_s``.
+
+    Only the processes that were signalled: a pid reused meanwhile is left alone.
+    """
+    born = {pid: started(pid) for pid in pids}
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -208,6 +223,6 @@ def terminate(pids: list[int], timeout_s: float = 30.0) -> None:
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.2)
     for pid in pids:
-        if alive(pid):
+        if alive(pid) and started(pid) == born[pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
