@@ -132,7 +132,7 @@ def test_common_mistakes_on_the_command_line_are_one_line_errors(tmp_path):
 def test_terminate_kills_what_ignores_sigterm_and_only_that():
     from fishweight.runtime.processes import alive, started, terminate
 
-    stubborn = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60 & wait"])
+    stubborn = subprocess.Popen(["bash", "-c", "trap '' TERM; while :; do sleep 0.1; done"])
     time.sleep(0.3)
     born = started(stubborn.pid)
     assert born is not None
