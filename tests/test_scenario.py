@@ -105,6 +105,10 @@ count = 5
     assert evs[-1][0] - START == 4 * 1000 + 4000
 
 
+_ONE = ("[species.a]\nlength={mean=1,sd=1}\nheight={mean=1,sd=1}\n"
+        "weight={length=1,height=1,noise_sd=0}\n[[sequence]]\nspecies='a'\ncount=1")
+
+
 @pytest.mark.parametrize("text, message", [
     ("[[sequence]]\nspecies='x'\ncount=1", "needs at least one \\[species"),
     ("[species.a]\nlength={mean=1,sd=1}\nheight={mean=1,sd=1}\n"
@@ -117,6 +121,17 @@ count = 5
     ("wire='avro'\n[species.a]\nlength={mean=1,sd=1}\nheight={mean=1,sd=1}\n"
      "weight={length=1,height=1,noise_sd=0}\n[[sequence]]\nspecies='a'\ncount=1",
      "wire must be one of fishweight, tutorial, got 'avro'"),
+    # Each of these was accepted, then failed in the simulator or produced nonsense.
+    (f"interval_s=nan\n{_ONE}", "interval_s: expected a finite number, got nan"),
+    (f"weight_delay_s=inf\n{_ONE}", "weight_delay_s: expected a finite number, got inf"),
+    (f"interval_s=0.0004\n{_ONE}", "interval_s must be >= 0.001"),
+    (f"seed='abc'\n{_ONE}", "seed: expected an integer >= 0, got 'abc'"),
+    (f"first_fish_id=0\n{_ONE}", "first_fish_id: expected an integer >= 1, got 0"),
+    (f"weight_delay=3\n{_ONE}", "unknown key\\(s\\) weight_delay"),
+    (_ONE.replace("noise_sd=0", "noise_sd=nan"), "noise_sd: expected a finite number"),
+    (_ONE.replace("count=1", "count=true"), "count must be a positive integer"),
+    (_ONE.replace("count=1", "count=1\nweight_scale=2"), "unknown key\\(s\\) weight_scale"),
+    (_ONE.replace("[[sequence]]", "[sequence]"), "sequence must be \\[\\[sequence\\]\\]"),
 ])
 def test_bad_scenarios_are_explained(tmp_path, text, message):
     path = tmp_path / "bad.toml"

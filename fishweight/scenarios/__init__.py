@@ -31,6 +31,7 @@ without the new keys draws exactly what it always drew.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -160,7 +161,16 @@ def _number(table: dict, key: str, where: str) -> float:
     value = table[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ScenarioError(f"{where}.{key}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ScenarioError(f"{where}.{key}: expected a finite number, got {value!r}")
     return float(value)
+
+
+def _integer(table: dict, key: str, where: str, default: int, least: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ScenarioError(f"{where}.{key}: expected an integer >= {least}, got {value!r}")
+    return value
 
 
 def _normal(table: dict, key: str, where: str, base: Normal | None = None) -> Normal:
@@ -267,13 +277,32 @@ def _profiles(tables: dict, source: str) -> dict[str, SpeciesProfile]:
     return profiles
 
 
+TOP_KEYS = ("species", "sequence", "seed", "interval_s", "weight_delay_s", "first_fish_id",
+            "wire")
+BLOCK_KEYS = ("species", "count")
+
+
 def parse_scenario(data: dict, source: str = "scenario") -> Scenario:
+    unknown = sorted(set(data) - set(TOP_KEYS))
+    if unknown:  # a drift written in the wrong place must not be silently ignored
+        raise ScenarioError(f"{source}: unknown key(s) {', '.join(unknown)}; a scenario may "
+                            f"hold {', '.join(TOP_KEYS)} (a profile's numbers go in its "
+                            "[species.NAME] table)")
     species_tables = data.get("species")
     if not isinstance(species_tables, dict) or not species_tables:
         raise ScenarioError(f"{source}: needs at least one [species.NAME] table")
     species = _profiles(species_tables, source)
+    sequence = data.get("sequence", [])
+    if not isinstance(sequence, list) or not all(isinstance(b, dict) for b in sequence):
+        raise ScenarioError(f"{source}: sequence must be [[sequence]] blocks (a list of "
+                            "tables with species and count)")
     blocks = []
-    for i, block in enumerate(data.get("sequence", [])):
+    for i, block in enumerate(sequence):
+        extra = sorted(set(block) - set(BLOCK_KEYS))
+        if extra:
+            raise ScenarioError(f"{source}: sequence[{i}]: unknown key(s) {', '.join(extra)}; "
+                                "a block holds species and count (a changed profile is a "
+                                "[species.NAME] table with base = ...)")
         name = block.get("species")
         if name not in species:
             raise ScenarioError(
@@ -281,7 +310,7 @@ def parse_scenario(data: dict, source: str = "scenario") -> Scenario:
                 f"defined are {sorted(species)}"
             )
         count = block.get("count")
-        if not isinstance(count, int) or count < 1:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ScenarioError(f"{source}: sequence[{i}].count must be a positive integer")
         blocks.append(Block(name, count))
     if not blocks:
@@ -289,14 +318,15 @@ def parse_scenario(data: dict, source: str = "scenario") -> Scenario:
     scenario = Scenario(
         species=species,
         sequence=tuple(blocks),
-        seed=int(data.get("seed", 101)),
-        interval_s=float(data.get("interval_s", 2.0)),
-        weight_delay_s=float(data.get("weight_delay_s", 10.0)),
-        first_fish_id=int(data.get("first_fish_id", 1)),
+        seed=_integer(data, "seed", source, 101, 0),
+        interval_s=_number({"interval_s": 2.0, **data}, "interval_s", source),
+        weight_delay_s=_number({"weight_delay_s": 10.0, **data}, "weight_delay_s", source),
+        first_fish_id=_integer(data, "first_fish_id", source, 1, 1),
         wire=data.get("wire", "fishweight"),
     )
-    if scenario.interval_s <= 0 or scenario.weight_delay_s < 0:
-        raise ScenarioError(f"{source}: interval_s must be > 0 and weight_delay_s >= 0")
+    # Event times are whole milliseconds: a shorter interval would give fish one time.
+    if scenario.interval_s < 0.001 or scenario.weight_delay_s < 0:
+        raise ScenarioError(f"{source}: interval_s must be >= 0.001 and weight_delay_s >= 0")
     if scenario.wire not in WIRES:
         raise ScenarioError(f"{source}: wire must be one of {', '.join(WIRES)}, got "
                             f"{scenario.wire!r}")
