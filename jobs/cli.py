@@ -395,8 +395,9 @@ def _speed(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = as fast as possible), got {text}")
+    if not (value == 0 or 0.01 <= value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be 0 (as fast as possible) or >= 0.01, got "
+                                         f"{text}")
     return value
 
 

@@ -43,7 +43,12 @@ DEFAULT_SPEED = 5.0  # the default scenario (6 min of factory time) in ~75 s
 
 
 class Observer(threading.Thread):
-    """Tails the output topics, keeping every record with its Kafka timestamp."""
+    """Tails the output topics, keeping every record with its Kafka timestamp.
+
+    From where the topics end when it is made (before the simulator sends): a broker
+    that earlier runs wrote to (``bootstrap_servers`` set) keeps their records, which are
+    not this run's.
+    """
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(daemon=True, name="observer")
@@ -54,15 +59,18 @@ class Observer(threading.Thread):
         self.stop = threading.Event()
         self._topics = output_topics(settings)
         self.error: Exception | None = None
+        self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                                       enable_auto_commit=False, client_id="fishweight-demo")
+        parts = [TopicPartition(t, p) for t in self._topics
+                 for p in sorted(self._consumer.partitions_for_topic(t) or [])]
+        self._start = self._consumer.end_offsets(parts)
 
     def run(self) -> None:
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
-                                 enable_auto_commit=False, client_id="fishweight-demo")
+        consumer = self._consumer
         try:
-            parts = [TopicPartition(t, p) for t in self._topics
-                     for p in sorted(consumer.partitions_for_topic(t) or [])]
-            consumer.assign(parts)
-            consumer.seek_to_beginning(*parts)
+            consumer.assign(list(self._start))
+            for tp, offset in self._start.items():
+                consumer.seek(tp, offset)
             while not self.stop.is_set():
                 for tp, messages in consumer.poll(timeout_ms=200).items():
                     target = getattr(self.data, self._topics[tp.topic])
@@ -142,7 +150,7 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
             settings = settings.replace(bootstrap_servers=broker.bootstrap_servers)
             say(f"embedded Kafka broker (Tansu) on {broker.bootstrap_servers}")
         create_topics(settings.bootstrap_servers, settings.all_topics, settings.topic_partitions)
-        version, scores = bootstrap_model(settings)
+        version, scores = bootstrap_model(settings, scenario)  # the scenario's salmon
         if version:
             say(f"initial model v{version}: 100 salmon, R^2 {scores['r2']:.3f}, "
                 f"MAE {scores['mae']:.3f} kg")
@@ -172,8 +180,10 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
                                             alive=predict_alive)
             except TimeoutError as exc:
                 raise TimeoutError(f"{exc}; see {predict.log_path}") from exc
+        pace = (f"{speed}x ({scenario.duration_s / speed:.0f} s)" if speed > 0
+                else "as fast as possible")
         say(f"prediction job {job_id or ''} running; sending {scenario.fish_count} fish at "
-            f"{speed}x ({scenario.duration_s / max(speed, 1e-9):.0f} s)")
+            f"{pace}")
 
         observer = Observer(settings)
         observer.start()

@@ -123,7 +123,7 @@ def test_common_mistakes_on_the_command_line_are_one_line_errors(tmp_path):
     not_a_run = fishweight("report", "--run-dir", str(tmp_path))
     assert not_a_run.returncode == 2 and "is not a demo run's directory" in not_a_run.stderr
     negative = fishweight("demo", "--speed", "-1")
-    assert negative.returncode == 2 and "must be >= 0" in negative.stderr
+    assert negative.returncode == 2 and "must be 0 (as fast as possible)" in negative.stderr
     assert all("Traceback" not in result.stderr for result in (down, not_a_run, negative))
     assert len(down.stderr.splitlines()) == len(not_a_run.stderr.splitlines()) == 1, (
         down.stderr, not_a_run.stderr)  # argparse adds its usage to the third

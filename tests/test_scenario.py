@@ -13,6 +13,7 @@ from fishweight.scenarios import (
     generate_fish,
     load_scenario,
     sample_species,
+    scenario_text,
 )
 
 START = 1_700_000_000_000
@@ -326,3 +327,18 @@ def test_bad_profiles_are_explained(tmp_path, tables, message):
     path.write_text(tables + ONE_BLOCK)
     with pytest.raises(ScenarioError, match=message):
         load_scenario(path)
+
+
+def test_the_first_model_learns_the_scenarios_salmon_or_the_defaults(tmp_path):
+    """`fishweight demo --scenario` starts from a model of that scenario's salmon."""
+    from fishweight.models.bootstrap import bootstrap_frame
+
+    heavier = tmp_path / "heavier.toml"
+    heavier.write_text(scenario_text().replace("[species.walleye]",
+                                               "weight_scale = 1.3\n\n[species.walleye]", 1))
+    default_mean = bootstrap_frame()["Weight"].mean()
+    assert bootstrap_frame(load_scenario(heavier))["Weight"].mean() == pytest.approx(
+        1.3 * default_mean, rel=0.02)
+    pike_only = tmp_path / "pike.toml"
+    pike_only.write_text(f"{_ONE}")  # no salmon: the default's
+    assert bootstrap_frame(pike_only)["Weight"].mean() == pytest.approx(default_mean)
