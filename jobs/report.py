@@ -203,6 +203,7 @@ def drifts(by_fish: dict[int, dict[str, Any]], blocks: list[dict[str, Any]],
         error_after, floor = _error_and_floor(after, scenario)
         error_30, floor_30 = _error_and_floor(after[:AFTER_RECOVERY_FISH], scenario)
         out.append({
+            "block": b["phase"],
             "species": b["species"], "profile": profile, "first_fish_id": b["first_fish_id"],
             "fish": len(fish), "known_at_start": knows[0],
             "fish_until_served": served,
@@ -263,6 +264,7 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
             "retrain_window": [decision["event"].get("Fish_Id_Start"),
                                decision["event"].get("Fish_Id_End")],
             "trigger_species": decision["event"].get("Species"),
+            "trigger_count": decision["event"].get("Count"),
             "seconds_retrain_event_to_first_prediction": (
                 round((first.kafka_ms - trigger.kafka_ms) / 1000, 2)
                 if first and trigger else None),
@@ -270,14 +272,25 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
     recovery = min((v["first_fish_id_served"] for v in versions
                     if v["first_fish_id_served"] is not None), default=None)
 
+    drift_list = drifts(by_fish, blocks, data.manifests, scenario, threshold)
+    own_drift = {d["first_fish_id"]: d for d in drift_list}
     per_phase = []
     for b in blocks:
         ids = range(b["first_fish_id"], b["last_fish_id"] + 1)
+        # Each block split at its own recovery (the drift table's); a block the first
+        # model knew is all after it; else the first fish a promoted version served.
+        drift_of_block = own_drift.get(b["first_fish_id"])
+        if drift_of_block is not None:
+            recovered = drift_of_block["recovery_fish_id"]
+        elif initial.get(b["species"]) == b["profile"]:
+            recovered = b["first_fish_id"]
+        else:
+            recovered = recovery
         errors = [by_fish[i]["Error"] for i in ids if i in by_fish]
         before = [by_fish[i]["Error"] for i in ids if i in by_fish and
-                  (recovery is None or i < recovery)]
+                  (recovered is None or i < recovered)]
         after = [by_fish[i]["Error"] for i in ids if i in by_fish and
-                 recovery is not None and i >= recovery]
+                 recovered is not None and i >= recovered]
         per_phase.append({**b, "joined": len(errors), "mean_error": _mean(errors),
                           "mean_error_before_recovery": _mean(before),
                           "mean_error_after_recovery": _mean(after),
@@ -294,6 +307,24 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
     dead_weights = data.dead_letters_from(settings.topic_weight)
     produced = data.produced.get("measurements")
     weights_produced = data.produced.get("weights")
+    # By Fish_Id, not only by count: a missing record and a duplicate (at-least-once)
+    # would cancel out. The simulator sends fish in id order, so the first `produced`.
+    first = scenario.first_fish_id
+    predicted_ids = Counter(p.value.get("Fish_Id") for p in data.predictions)
+    joined_ids = Counter(d.value.get("Fish_Id") for d in diffs)
+    dead_ids = {topic: {d.value.get("Fish_Id") for d in data.dead_letters
+                        if d.value.get("SourceTopic") == topic}
+                for topic in (settings.topic_measurement, settings.topic_weight)}
+    unmatched_weight_ids = {u.value.get("Fish_Id") for u in data.unmatched
+                            if u.value.get("Kind") == "weight"}
+    missing_measurements = (None if produced is None else sorted(
+        set(range(first, first + produced)) - set(predicted_ids)
+        - dead_ids[settings.topic_measurement]))
+    missing_weights = (None if weights_produced is None else sorted(
+        set(range(first, first + weights_produced)) - set(joined_ids) - unmatched_weight_ids
+        - dead_ids[settings.topic_weight]))
+    duplicate_predictions = sum(n - 1 for n in predicted_ids.values())
+    duplicate_diffs = sum(n - 1 for n in joined_ids.values())
     return {
         "threshold": threshold,
         "counts": {
@@ -309,15 +340,21 @@ def summarize(data: RunData, scenario: Scenario, settings: Settings) -> dict[str
             "unmatched_measurements": data.unmatched_of("measurement"),
             "unmatched_by_reason": unmatched_by_reason,
             "accounted": (produced is not None
-                          and produced == len(data.predictions) + dead_measurements),
+                          and produced == len(data.predictions) + dead_measurements
+                          and not missing_measurements and not duplicate_predictions),
             "weights_accounted": (weights_produced is not None and weights_produced
-                                  == len(diffs) + data.unmatched_of("weight") + dead_weights),
+                                  == len(diffs) + data.unmatched_of("weight") + dead_weights
+                                  and not missing_weights and not duplicate_diffs),
+            "measurements_missing": (missing_measurements or [])[:20],
+            "weights_missing": (missing_weights or [])[:20],
+            "duplicate_predictions": duplicate_predictions,
+            "duplicate_diffs": duplicate_diffs,
         },
         "drift_start_fish_id": drift_start,
         "recovery_fish_id": recovery,
         "retrain_events": [r.value for r in data.retrains],
         "decisions": {a: sum(d["action"] == a for d in data.decisions) for a in ACTIONS},
-        "drifts": drifts(by_fish, blocks, data.manifests, scenario, threshold),
+        "drifts": drift_list,
         "versions_promoted": versions,
         "per_phase": per_phase,
         "per_species_mean_error": {s: _mean(e) for s, e in species_errors.items()},

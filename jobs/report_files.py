@@ -73,6 +73,13 @@ def _label(entry: dict[str, Any]) -> str:
     return entry["species"] if profile == entry["species"] else f"{entry['species']} ({profile})"
 
 
+def _gaps(missing: list[int] | None, duplicates: int | None, what: str) -> str:
+    """What an accounting check found wrong, if anything."""
+    parts = ([f"missing Fish_Ids {missing}"] if missing else []) + (
+        [f"{duplicates} duplicate {what}"] if duplicates else [])
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def write_markdown(summary: dict[str, Any], path: Path, chart_name: str) -> None:
     c = summary["counts"]
     lines = [
@@ -83,10 +90,13 @@ def write_markdown(summary: dict[str, Any], path: Path, chart_name: str) -> None
         f"{c['weights_produced']}",
         f"- predictions: {c['predictions']}, dead letters: {c['dead_letters']} "
         f"{c['dead_letters_by_topic'] or ''}",
-        f"- every measurement accounted for (produced = predicted + dead-lettered): "
-        f"{c['accounted']}",
-        f"- every weight accounted for (produced = joined + unmatched + dead-lettered): "
-        f"{c['weights_accounted']} ({c['unmatched_weights']} unmatched weights, "
+        f"- every measurement accounted for (produced = predicted + dead-lettered, by "
+        f"Fish_Id): {c['accounted']}" + _gaps(c.get("measurements_missing"),
+                                              c.get("duplicate_predictions"), "predictions"),
+        f"- every weight accounted for (produced = joined + unmatched + dead-lettered, by "
+        f"Fish_Id): {c['weights_accounted']}"
+        + _gaps(c.get("weights_missing"), c.get("duplicate_diffs"), "diffs")
+        + f" ({c['unmatched_weights']} unmatched weights, "
         f"{c['unmatched_measurements']} measurements without a weight) "
         f"{c.get('unmatched_by_reason') or ''}",
         f"- joined pairs: {c['joined_pairs']}, windows closed: {c['windows_closed']}, "
@@ -102,21 +112,27 @@ def write_markdown(summary: dict[str, Any], path: Path, chart_name: str) -> None
         "| ratio |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for k, d in enumerate(summary["drifts"], start=2):
+    for d in summary["drifts"]:
         lines.append(
-            f"| {k} | {_label(d)} | {d['first_fish_id']} | {d['fish_until_served']} | "
+            f"| {d['block']} | {_label(d)} | {d['first_fish_id']} | {d['fish_until_served']} | "
             f"{d['fish_until_recovery']} | {d['over_threshold_until_recovery']} | "
             f"{d['mean_error_after_recovery']} | {d['noise_floor']} | "
             f"{d['error_to_noise_floor']} |")
     lines += ["", "## Model versions", "",
               f"- trainer decisions: {summary['decisions']}"]
     for v in summary["versions_promoted"]:
-        lines.append(
-            f"- v{v['version']} ({v['reason']}), trained on {v['training_species']}; "
-            f"trigger {v['trigger_species']} fish {v['retrain_window'][0]}-"
-            f"{v['retrain_window'][1]}; {v['gate']}; first served fish "
-            f"{v['first_fish_id_served']}, {v['seconds_retrain_event_to_first_prediction']} s "
-            "after the retrain event")
+        if v["reason"] == "refinement":  # no retrain event: the trainer's own check
+            trigger = (f"refinement of {v['trigger_species']} after {v.get('trigger_count')} "
+                       "stored records")
+            served = f"first served fish {v['first_fish_id_served']}"
+        else:
+            trigger = (f"trigger {v['trigger_species']} fish {v['retrain_window'][0]}-"
+                       f"{v['retrain_window'][1]}")
+            served = (f"first served fish {v['first_fish_id_served']}, "
+                      f"{v['seconds_retrain_event_to_first_prediction']} s after the retrain "
+                      "event")
+        lines.append(f"- v{v['version']} ({v['reason']}), trained on {v['training_species']}; "
+                     f"{trigger}; {v['gate']}; {served}")
     lines += ["", "## Mean relative error", "",
               "| phase | species (profile) | fish | mean | before recovery | after recovery |",
               "|---|---|---|---|---|---|"]

@@ -210,3 +210,42 @@ def test_profile_knowledge_is_species_knowledge_when_every_species_has_one_profi
         for p in phases(scenario):
             assert (learnt[v].get(p["species"]) == p["profile"]) == (
                 p["species"] in manifest["species"])
+
+
+def test_each_phase_splits_at_its_own_recovery_and_the_table_numbers_blocks():
+    """Two drifts, each served by its own version: the second phase's 'before' is its own
+    bad fish, not none (the first version's recovery applied to every phase)."""
+    scenario, manifests, serving = heavier_back()
+    summary = summarize(fake_run(scenario, serving, manifests), scenario, Settings())
+    first, heavy, back = summary["per_phase"]
+    assert first["mean_error_before_recovery"] is None and first["fish_after_recovery"] == 45
+    assert heavy["mean_error_before_recovery"] == BAD and heavy["fish_after_recovery"] == 26
+    assert back["mean_error_before_recovery"] == BAD and back["fish_after_recovery"] == 31
+    assert [d["block"] for d in summary["drifts"]] == [2, 3]
+
+
+def test_the_accounting_checks_fish_ids_so_a_duplicate_cannot_hide_a_missing_record():
+    scenario, manifests, serving = heavier_back()
+    data = fake_run(scenario, serving, manifests)
+    assert summarize(data, scenario, Settings())["counts"]["accounted"]
+    lost = next(p for p in data.predictions if p.value["Fish_Id"] == 100)
+    data.predictions.remove(lost)
+    data.predictions.append(data.predictions[10])  # at-least-once: one twice
+    counts = summarize(data, scenario, Settings())["counts"]
+    assert counts["predictions"] == counts["measurements_produced"]  # the counts agree...
+    assert not counts["accounted"]  # ...the ids do not
+    assert counts["measurements_missing"] == [100] and counts["duplicate_predictions"] == 1
+
+
+def test_a_refinement_is_reported_without_a_retrain_event(tmp_path):
+    from fishweight.jobs.report_files import write_markdown
+
+    scenario, manifests, serving = heavier_back()
+    data = fake_run(scenario, serving, manifests)
+    data.decisions[1] = {"action": "promoted", "version": 3, "reason": "refinement",
+                         "event": {"Species": ["salmon"], "Count": 40}, "detail": "gate"}
+    summary = summarize(data, scenario, Settings())
+    write_markdown(summary, tmp_path / "report.md", "report.png")
+    text = (tmp_path / "report.md").read_text()
+    assert "v3 (refinement)" in text and "after 40 stored records" in text
+    assert "None-None" not in text and "None s after" not in text
