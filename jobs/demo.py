@@ -149,7 +149,8 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
             broker = EmbeddedBroker(log_path=run_dir / "broker.log").start()
             settings = settings.replace(bootstrap_servers=broker.bootstrap_servers)
             say(f"embedded Kafka broker (Tansu) on {broker.bootstrap_servers}")
-        create_topics(settings.bootstrap_servers, settings.all_topics, settings.topic_partitions)
+        create_topics(settings.bootstrap_servers, settings.all_topics, settings.topic_partitions,
+                      settings.topic_replication_factor)
         version, scores = bootstrap_model(settings, scenario)  # the scenario's salmon
         if version:
             say(f"initial model v{version}: 100 salmon, R^2 {scores['r2']:.3f}, "
