@@ -472,10 +472,9 @@ class Trainer:
         changes = changes_of(current)
         stored = self.store.species_counts(before_ms)
         known = species_of(current)
+        # The event's species may be learnt: _decide refused it before (max_species), and
+        # refine_if_due tries no other.
         wanted = [sp for sp in event.get("Species") or [] if isinstance(sp, str)]
-        refused = self._beyond_species_limit(current, event, reason)
-        if refused is not None:
-            return refused
         admitted = admitted_species(known, wanted, stored, s.max_species)
         missing = [sp for sp in wanted if not stored.get(sp)]
         if wanted and len(missing) == len(wanted):
