@@ -55,8 +55,6 @@ class TrainerService:
 
     def __init__(self, settings: Settings, trainer: Trainer | None = None) -> None:
         self.settings = settings
-        self._maxima = {"Length": settings.max_length, "Height": settings.max_height,
-                        "Weight": settings.max_weight}  # the job's validation's limits
         self.trainer = trainer or Trainer(settings)
         self.metrics = TrainerMetrics(self.trainer.stats)
         self._stop = threading.Event()
@@ -165,7 +163,7 @@ class TrainerService:
             for message in messages:
                 record = _decode(message)
                 problem = ("not a JSON record" if record is None
-                           else diff_problem(record, self._maxima))
+                           else diff_problem(record, self.settings.plausible_maxima))
                 if problem:
                     self._dead_letter(message, record,
                                       f"trainer: bad weight-diff record: {problem}")

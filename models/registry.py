@@ -76,7 +76,6 @@ class LoadedModel:
         return frozenset(self.manifest.get("species", []))
 
 
-_DIGITS = re.compile(r"[0-9]+")
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")  # HMAC-SHA256, hex
 
 
@@ -213,7 +212,7 @@ class ModelRegistry:
         if not self.versions_dir.is_dir():
             return []
         return sorted(int(p.stem) for p in self.versions_dir.glob("[0-9]*.json")
-                      if _DIGITS.fullmatch(p.stem))
+                      if p.stem.isascii() and p.stem.isdigit())
 
     def manifest(self, version: int) -> dict[str, Any]:
         path = self.manifest_path(version)

@@ -49,8 +49,7 @@ class Limits:
     def from_settings(cls, settings) -> Limits:
         return cls(max_payload_bytes=settings.max_payload_bytes,
                    max_species_chars=settings.max_species_chars,
-                   max_value=(("Length", settings.max_length), ("Height", settings.max_height),
-                              ("Weight", settings.max_weight)),
+                   max_value=tuple(settings.plausible_maxima.items()),
                    max_clock_skew_s=settings.max_clock_skew_s,
                    dead_letter_payload_chars=settings.dead_letter_payload_chars)
 

@@ -500,6 +500,12 @@ class Settings:
     # Derived values -------------------------------------------------------------
 
     @property
+    def plausible_maxima(self) -> dict[str, float]:
+        """The largest Length, Height and Weight a valid record may have."""
+        return {"Length": self.max_length, "Height": self.max_height,
+                "Weight": self.max_weight}
+
+    @property
     def resolved_model_dir(self) -> Path:
         return Path(self.model_dir) if self.model_dir else Path(self.state_dir) / "models"
 
