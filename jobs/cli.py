@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _speed(text: str) -> float:
-    """A --speed: a finite number >= 0 (argparse's type)."""
+    """A --speed (argparse's type): 0 (as fast as possible) or a finite number >= 0.01."""
     try:
         value = float(text)
     except ValueError:
