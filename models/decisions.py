@@ -68,10 +68,9 @@ from fishweight.models.registry import (
     ModelError,
     ModelRegistry,
     fsync_dir,
-    utc_now_iso,
 )
 from fishweight.models.store import TrainingStore, open_store
-from fishweight.records import utc_time
+from fishweight.records import utc_iso, utc_time
 from fishweight.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -130,7 +129,7 @@ class Decision:
     current_version: int | None = None
     gate: dict[str, Any] = field(default_factory=dict)
     training_species: dict[str, int] = field(default_factory=dict)
-    decided_at: str = field(default_factory=utc_now_iso)
+    decided_at: str = field(default_factory=utc_iso)
 
 
 def window_key(event: dict[str, Any]) -> str:

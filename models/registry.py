@@ -83,10 +83,6 @@ def _is_version(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def utc_now_iso() -> str:
-    return utc_iso()
-
-
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -339,7 +335,7 @@ class ModelRegistry:
             manifest = {
                 "format": FORMAT_VERSION,
                 "version": version,
-                "trained_at": utc_now_iso(),
+                "trained_at": utc_iso(),
                 "artifact": artifact.name,
                 "sha256": hashlib.sha256(data).hexdigest(),
                 "parent_version": self.current_version(),

@@ -483,7 +483,7 @@ class Settings:
             problems.append("sink_linger_ms must be >= 0")
         if self.restart_attempts < 1:  # Flink refuses fewer, once the job starts
             problems.append("restart_attempts must be >= 1")
-        if self.store_password_file and "@" not in self.store_uri.partition("://")[2]:
+        if self.store_password_file and not _names_user(self.store_uri):
             problems.append("store_password_file needs a user in store_uri "
                             "(scheme://user@host)")
         for name, allowed in CHOICES.items():
@@ -580,11 +580,16 @@ def redact_uri(uri: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
+def _names_user(uri: str) -> bool:
+    """Whether ``uri`` is ``scheme://user@host``."""
+    return "@" in uri.partition("://")[2]
+
+
 def with_password(uri: str, password: str) -> str:
     """``scheme://user@host`` with ``password`` filled in (URL-quoted)."""
-    scheme, rest = uri.split("://", 1)
-    if "@" not in rest:
+    if not _names_user(uri):
         raise ValueError("store_password_file needs a user in store_uri (scheme://user@host)")
+    scheme, rest = uri.split("://", 1)
     credentials, host = rest.rsplit("@", 1)
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:{urllib.parse.quote(password, safe='')}@{host}"
