@@ -14,14 +14,17 @@
 CREATE TEMPORARY VIEW measurement_outcomes AS
 SELECT kafka_partition, kafka_offset, kafka_time, reason,
        payload_text, payload_size, payload_sha256,
-       Species, Fish_Id, Length, Height, `Timestamp`, Prediction, event_time,
+       Species, Fish_Id, Length, Height, `Timestamp`, Prediction, late, event_time,
     COUNT(*) OVER (PARTITION BY Fish_Id ORDER BY proc_time
                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS seen
 FROM (
     SELECT kafka_partition, kafka_offset, kafka_time, reason,
            payload_text, payload_size, payload_sha256,
            Species, Fish_Id, Length, Height, `Timestamp`, Prediction,
-           row_time AS event_time, PROCTIME() AS proc_time
+           row_time AS event_time,
+           -- Behind its own stream's watermark on arrival (as a weight's `late`, below).
+           row_time <= CURRENT_WATERMARK(row_time) AS late,
+           PROCTIME() AS proc_time
     FROM measurement_scored_once
     WHERE Fish_Id IS NOT NULL
 );

@@ -4,7 +4,7 @@
 
 -- Each fish's first measurement record: predicted (reason NULL) or rejected.
 CREATE TEMPORARY VIEW first_measurements AS
-SELECT Species, Fish_Id, Length, Height, `Timestamp`, Prediction, reason, row_time
+SELECT Species, Fish_Id, Length, Height, `Timestamp`, Prediction, reason, late, row_time
 FROM measurement_outcomes_once
 WHERE seen = 1;
 
@@ -79,11 +79,12 @@ SELECT
     m.`Timestamp`                                                AS m_Timestamp,
     m.Prediction,
     m.reason,
+    m.late                                                       AS m_late,
     w.Fish_Id                                                    AS w_Fish_Id,
     w.Species                                                    AS w_Species,
     w.Weight,
     w.`Timestamp`                                                AS w_Timestamp,
-    w.late,
+    w.late                                                       AS w_late,
     CAST(COALESCE(w.row_time, m.row_time) AS TIMESTAMP_LTZ(3))   AS row_time
 FROM first_measurements AS m
 FULL OUTER JOIN weights AS w

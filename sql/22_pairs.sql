@@ -20,7 +20,10 @@ FROM pairs_once
 WHERE m_Fish_Id IS NOT NULL AND w_Fish_Id IS NOT NULL AND reason IS NULL;
 
 -- Every valid record is accounted for: a record that found no partner, and a weight
--- whose fish's measurement was rejected (weight-unmatched). Append-only.
+-- whose fish's measurement was rejected (weight-unmatched). Append-only. A record that
+-- arrived behind its own stream's watermark (`m_late`, `w_late`: out of order by more
+-- than the watermark delay, e.g. a producer that buffered during an outage) is named
+-- late: its partner may well have come, and gone from the join state before it.
 CREATE TEMPORARY VIEW unmatched AS
 SELECT
     CASE WHEN w_Fish_Id IS NOT NULL THEN 'weight' ELSE 'measurement' END AS Kind,
@@ -28,11 +31,14 @@ SELECT
     COALESCE(w_Species, m_Species)                                        AS Species,
     COALESCE(w_Timestamp, m_Timestamp)                                    AS `Timestamp`,
     CASE
+        WHEN w_Fish_Id IS NULL AND m_late
+            THEN 'late: the measurement arrived behind the watermark, after its weight '
+                 || 'could be joined'
         WHEN w_Fish_Id IS NULL
             THEN 'no weight from {join_before} s before to {join_bound} s after the measurement'
         WHEN m_Fish_Id IS NOT NULL
             THEN 'measurement rejected: ' || reason
-        WHEN late
+        WHEN w_late
             THEN 'late: the weight arrived behind the watermark, after its measurement '
                  || 'could be joined'
         ELSE 'no measurement of this Fish_Id from {join_bound} s before to {join_before} s '

@@ -6,7 +6,7 @@
 -- The running figures of both retrain rules are materialized after this file
 -- (`window_running_once`, `change_running_once`, with a fresh `proc_time`) and read by
 -- the rules (26_rules.sql); the change rule's, with each joined record's own Error and
--- Timestamp, also by the metrics stage (28_metrics.sql).
+-- window, also by the metrics stage (28_metrics.sql).
 
 -- Every window's final figures (weight-windows, for monitoring and the report). This
 -- closes when the watermark passes the window's end, which the interval join holds
@@ -30,13 +30,26 @@ GROUP BY window_start, window_end, Species;
 -- (like ksqlDB's EMIT CHANGES), so a drift is acted on when the evidence is there,
 -- not when the watermark closes the window. Processing-time OVER aggregates are
 -- insert-only and wait for no watermark.
+-- A record's window is the one weight-windows puts it in: by its event time
+-- (`row_time`, the weight's), aligned to the epoch in epoch milliseconds (the session
+-- time zone is UTC). Not by the payload's `Timestamp`, which may differ from the event
+-- time (within max_clock_skew_s) when a producer's record time is not its payload's.
 CREATE TEMPORARY VIEW diffs_by_window AS
 SELECT
     Fish_Id, Species, Error, ModelVersion, `Timestamp`,
-    CAST(TO_TIMESTAMP_LTZ(`Timestamp` - MOD(`Timestamp`, {window_ms}), 3) AS TIMESTAMP(3))
-                                     AS WindowStart,
+    CAST(TO_TIMESTAMP_LTZ(WindowStartMs, 3) AS TIMESTAMP(3)) AS WindowStart,
+    WindowStartMs,
     PROCTIME()                       AS proc_time
-FROM diffs_once;
+FROM (
+    SELECT Fish_Id, Species, Error, ModelVersion, `Timestamp`,
+           event_ms - MOD(event_ms, {window_ms}) AS WindowStartMs
+    FROM (
+        SELECT Fish_Id, Species, Error, ModelVersion, `Timestamp`,
+               EXTRACT(EPOCH FROM CAST(row_time AS TIMESTAMP(3))) * 1000
+                   + EXTRACT(MILLISECOND FROM CAST(row_time AS TIMESTAMP(3))) AS event_ms
+        FROM diffs_once
+    )
+);
 
 -- The running figures of each window, one row per joined record. Only aggregates whose
 -- accumulator is one value: Flink 2.0's processing-time OVER gives its accumulator row
@@ -69,14 +82,14 @@ WINDOW w AS (PARTITION BY WindowStart, Species ORDER BY proc_time
 
 -- The change rule's running figures (26_rules.sql explains the rule): per species and
 -- model version, its {change_records} most recent joined records in arrival order. One
--- row per joined record, which also carries that record's own `Error` and `Timestamp`
--- for the metrics stage (28_metrics.sql).
+-- row per joined record, which also carries that record's own `Error` and window
+-- (`WindowStartMs`) for the metrics stage (28_metrics.sql).
 CREATE TEMPORARY VIEW change_running AS
 SELECT
     Species,
     ModelVersion,
     Error,
-    `Timestamp`,
+    WindowStartMs,
     MIN(`Timestamp`)                 OVER c AS SpanStart,
     MAX(`Timestamp`)                 OVER c AS SpanEnd,
     MIN(Fish_Id)                     OVER c AS Fish_Id_Start,

@@ -8,7 +8,7 @@
 --
 -- Joined pairs are the one stream with a row per fish here, and each crosses this
 -- stage's shuffle once: `change_running_once` has one row per joined record carrying
--- the record's own Error and Timestamp beside the change rule's count, so that single
+-- the record's own Error and window start beside the change rule's count, so that single
 -- row feeds the joined-pairs counters, the running window gauge (Python adds up each
 -- window's errors) and the change rule's gauge. (Until 2026-12-06 the window rule's
 -- running rows were a second row per fish here; one row instead of two gave the job
@@ -48,7 +48,7 @@ FROM (
     FROM retrain_events_once
     UNION ALL
     SELECT CAST('joined' AS STRING), Species,
-           CAST(`Timestamp` - MOD(`Timestamp`, {window_ms}) AS STRING), Error,
+           CAST(WindowStartMs AS STRING), Error,
            CAST(OverThreshold AS DOUBLE)
     FROM change_running_once
     UNION ALL

@@ -4,8 +4,9 @@ dashboard's queries, the job graph's operator names, and ``fishweight status``.
 One run: ``fishweight predict`` (a MiniCluster in its own process, Prometheus on) and a
 trainer (its /metrics on) over a backlog of 70 fish in the past (50 salmon, then 20
 walleye the model does not know), with hostile records, a repeated Fish_Id, a weight
-without a measurement and a measurement without a weight. Every figure on the scrapes
-is compared with what the output topics hold.
+without a measurement and a measurement without a weight; then, once every fish is
+joined, a measurement and a weight from the backlog's beginning (late). Every figure on
+the scrapes is compared with what the output topics hold.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ pytestmark = pytest.mark.slow
 DASHBOARD = Path(__file__).resolve().parents[1] / "docker/grafana/dashboards/fishweight.json"
 SALMON, WALLEYE = 50, 20
 NO_WEIGHT_ID, LONELY_WEIGHT_ID = 7, 9999
+LATE_MEASUREMENT_ID, LATE_WEIGHT_ID = 8001, 8002  # sent behind the watermark
 
 
 def _backlog(start_ms: int):
@@ -79,7 +81,8 @@ def run(kafka, tmp_path_factory):
     s = fresh_settings(kafka, tmp / "state", web_ui_port=free_port(), metrics_port=free_port(),
                        trainer_metrics_port=free_port(), checkpoint_interval_s=2)
     bootstrap_model(s)
-    measurements, weights = _backlog(int(time.time() * 1000) - 200_000)
+    start_ms = int(time.time() * 1000) - 200_000
+    measurements, weights = _backlog(start_ms)
     produce(s.bootstrap_servers, s.topic_measurement, [m for m, _ in measurements],
             keys=[m["Fish_Id"] for m, _ in measurements], timestamps=[t for _, t in measurements])
     produce(s.bootstrap_servers, s.topic_weight, [w for w, _ in weights],
@@ -100,10 +103,20 @@ def run(kafka, tmp_path_factory):
     url = local_url(s.web_ui_port)
     try:
         job_id = wait_until_running(url, timeout_s=180)
-        topics = {
-            "predictions": read_values(s, s.topic_prediction, SALMON + WALLEYE),
-            "diffs": read_values(s, s.topic_diff, SALMON + WALLEYE - 1),
-        }
+        diffs = read_values(s, s.topic_diff, SALMON + WALLEYE - 1)
+        # Every fish joined, so the watermark is near the backlog's end: a measurement
+        # and a weight from its beginning are late now, and unmatched as such.
+        time.sleep(2)
+        late = start_ms + 1000
+        produce(s.bootstrap_servers, s.topic_measurement,
+                [{"Species": "salmon", "Fish_Id": LATE_MEASUREMENT_ID, "Length": 88.0,
+                  "Height": 19.0, "Timestamp": late}],
+                keys=[LATE_MEASUREMENT_ID], timestamps=[late])
+        produce(s.bootstrap_servers, s.topic_weight,
+                [{"Species": "salmon", "Fish_Id": LATE_WEIGHT_ID, "Weight": 4.5,
+                  "Timestamp": late}], keys=[LATE_WEIGHT_ID], timestamps=[late])
+        topics = {"predictions": read_values(s, s.topic_prediction, SALMON + WALLEYE + 1),
+                  "diffs": diffs}
         for name, topic in (("windows", s.topic_windows), ("retrains", s.topic_retrain),
                             ("unmatched", s.topic_unmatched),
                             ("dead_letters", s.topic_dead_letter)):
@@ -132,8 +145,8 @@ def run(kafka, tmp_path_factory):
             "settings": s, "url": url, "job_id": job_id, "topics": topics,
             "job_samples": scrape(metrics_url(s.metrics_port)),
             "trainer_samples": trainer_samples,
-            "sent": {"measurements": len(measurements) + len(HOSTILE),
-                     "weights": len(weights)},
+            "sent": {"measurements": len(measurements) + len(HOSTILE) + 1,
+                     "weights": len(weights) + 1},
             "status": _status(s),
             "vertices": [v["name"] for v in rest(url, f"/jobs/{job_id}")["vertices"]],
             "current": registry.current_version(),
@@ -222,11 +235,19 @@ def test_the_jobs_prometheus_metrics_match_its_outputs(run):
     # The model knows salmon: none of the last five is over the threshold.
     assert _one(group, "species.salmon.changeErrorsOver") == 0
 
-    unmatched = Counter((u["Kind"], u["Reason"].split()[1]) for u in t["unmatched"])
-    assert unmatched == {("measurement", "weight"): 1, ("weight", "measurement"): 1}, unmatched
+    unmatched = {(u["Kind"], u["Fish_Id"]): u["Reason"] for u in t["unmatched"]}
+    assert len(unmatched) == len(t["unmatched"]) == 4, t["unmatched"]
+    assert unmatched[("measurement", NO_WEIGHT_ID)].startswith("no weight from")
+    assert unmatched[("weight", LONELY_WEIGHT_ID)].startswith("no measurement of this Fish_Id")
+    assert unmatched[("measurement", LATE_MEASUREMENT_ID)].startswith(
+        "late: the measurement arrived behind the watermark")
+    assert unmatched[("weight", LATE_WEIGHT_ID)].startswith(
+        "late: the weight arrived behind the watermark")
     assert _one(group, "unmatched.measurement.noWeight") == 1
+    assert _one(group, "unmatched.measurement.late") == 1
     assert _one(group, "unmatched.weight.noMeasurement") == 1
-    assert _one(group, "unmatchedWeights") == _one(group, "unmatchedMeasurements") == 1
+    assert _one(group, "unmatched.weight.late") == 1
+    assert _one(group, "unmatchedWeights") == _one(group, "unmatchedMeasurements") == 2
     classes = Counter(reason_class(d["Reason"]) for d in t["dead_letters"])
     assert classes["duplicateFishId"] == 1 and sum(classes.values()) == len(HOSTILE) + 1
     for name, n in classes.items():

@@ -176,3 +176,35 @@ def test_windows_and_bounds_of_100_s_and_more_plan(tmp_path):
     assert "TUMBLE(time_col=[row_time], size=[5 min])" in contents  # the windows
     assert "row_time + 120000:INTERVAL DAY TO SECOND(3)" in contents  # the join bound
     assert "100000:INTERVAL DAY TO SECOND(3)" in contents  # the watermark delay
+
+
+def test_the_window_rule_names_the_window_weight_windows_closes(tmp_path):
+    """A record's window is its event time's (the Kafka record time by default), for the
+    closed windows and for the window rule alike, even when the payload's Timestamp, a
+    few seconds off the record time, falls in the window before."""
+    import pandas as pd
+
+    from tests.pipeline_helpers import Sent
+    from tests.pipeline_plan import T0, S
+
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0, parallelism=1,
+                             checkpoint_interval_s=0, min_window_count=3)
+    bootstrap_model(settings)
+    model = ModelRegistry.for_settings(settings).load_current()
+    measurements, weights = [], []
+    for i in range(1, 6):  # all five in window 1 by record time; 1-4 in window 0 by payload
+        measured, weighed = T0 + (60 + i) * S, T0 + (70 + i) * S
+        record = {"Species": "salmon", "Fish_Id": i, "Length": 88.0 + i, "Height": 19.0}
+        frame = pd.DataFrame([{k: record[k] for k in ("Species", "Length", "Height")}])
+        predicted = float(model.estimator.predict(frame)[0])
+        measurements.append(Sent({**record, "Timestamp": measured - 5 * S}, measured, key=i))
+        weights.append(Sent({"Species": "salmon", "Fish_Id": i, "Weight": predicted / 1.5,
+                             "Timestamp": weighed - 15 * S}, weighed, key=i))
+    out = run_in_memory(settings, measurements, weights, tmp_path / "outputs")
+
+    window_1 = pd.Timestamp(T0 + 60 * S, unit="ms").strftime("%Y-%m-%dT%H:%M:%S")
+    (closed,) = out.values("windows")
+    assert closed["WindowStart"][:19] == window_1 and closed["Count"] == 5
+    fired = [e for e in out.values("retrains") if e["Rule"] == "window"]
+    assert [(e["WindowStart"][:19], e["Species"]) for e in fired] == [(window_1, ["salmon"])]
+    assert fired[0]["Count"] == settings.min_window_count

@@ -35,7 +35,7 @@ GROUP = "fishweight"
 # together as OTHER.
 OTHER = "_other"
 # Why a record found no partner (sql/28_metrics.sql classifies the reasons of 22_pairs.sql).
-UNMATCHED_CLASSES = {"measurement": ("noWeight", "other"),
+UNMATCHED_CLASSES = {"measurement": ("noWeight", "late", "other"),
                      "weight": ("noMeasurement", "late", "measurementRejected", "other")}
 SPECIES_METRICS = ("joinedPairs", "windowsClosed", "retrainEvents", "lastWindowErrorAvgPpm",
                    "windowErrorAvgPpm", "changeErrorsOver")
