@@ -233,12 +233,15 @@ class Trainer:
         (``CURRENT`` says ``rollback``) has no event behind this switch, whatever the log
         still holds.
         """
-        version = self.registry.current_version()
-        if self.registry.pointed_by() == "rollback":
+        pointer = self.registry.pointer()  # one read: the version and what switched to it
+        if pointer is None:
+            return
+        version, by = pointer
+        if by == "rollback":
             return  # an operator chose it (`fishweight models rollback`): no event behind it
         # A decision taken while the version served is proof too: its promotion's record
         # came before it, and may since have rolled out of the log.
-        if version is None or any((d.get("action") == "promoted" and d.get("version") == version)
+        if any((d.get("action") == "promoted" and d.get("version") == version)
                                   or d.get("current_version") == version for d in decisions):
             return
         try:

@@ -168,18 +168,18 @@ class ModelRegistry:
 
     def current_version(self) -> int | None:
         """The served version, or None when nothing was published yet. Cheap: one small read."""
-        pointer = self._pointer()
+        pointer = self.pointer()
         return None if pointer is None else pointer[0]
 
     def pointed_by(self) -> str | None:
-        """What last switched ``CURRENT``: ``publish`` or ``rollback`` (None: not said).
-
-        A ``CURRENT`` written before this was recorded says nothing; it reads as None.
-        """
-        pointer = self._pointer()
+        """What last switched ``CURRENT``: ``publish`` or ``rollback`` (None: not said)."""
+        pointer = self.pointer()
         return None if pointer is None else pointer[1]
 
-    def _pointer(self) -> tuple[int, str | None] | None:
+    def pointer(self) -> tuple[int, str | None] | None:
+        """``CURRENT`` in one read: (the served version, what last switched it: ``publish``,
+        ``rollback``, or None when not said, as in a ``CURRENT`` written before this was
+        recorded), or None when nothing was published yet."""
         path = self.root / POINTER
         try:
             pointer = json.loads(path.read_text())
