@@ -177,9 +177,11 @@ class ModelRegistry:
         return None if pointer is None else pointer[1]
 
     def pointer(self) -> tuple[int, str | None] | None:
-        """``CURRENT`` in one read: (the served version, what last switched it: ``publish``,
-        ``rollback``, or None when not said, as in a ``CURRENT`` written before this was
-        recorded), or None when nothing was published yet."""
+        """``CURRENT`` in one read, or None when nothing was published yet.
+
+        (the served version, what last switched it: ``publish``, ``rollback``, or None when
+        not said, as in a ``CURRENT`` written before this was recorded).
+        """
         path = self.root / POINTER
         try:
             pointer = json.loads(path.read_text())
