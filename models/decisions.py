@@ -7,8 +7,10 @@ handled like this:
    skipped (a replay after a restart may repeat it). A species the model may not learn
    (``max_species``, ``policy.admitted_species``) is refused before any fitting.
 2. **Stale rule.** A window scored (even partly) by a version older than the current
-   one is skipped: that model has not had its chance yet, so one drift causes one
-   retrain, not a storm.
+   one is skipped when the current one has had its chance at the event's species (it
+   was trained on newer records of it, or it predicts the event's records within the
+   rule), so one drift causes one retrain, not a storm. A newer version that refit
+   other species only leaves the event standing (``_stale_because``).
 3. **Training set.** The newest ``retrain_samples`` joined records up to and including
    the triggering one (the mission's rule), plus **species memory**: every species
    ever stored that has fewer than ``memory_per_species`` records among them is
@@ -32,6 +34,10 @@ error beats the current model's on *every* record since the change and on averag
 candidate predicts worse. The change is remembered in the manifest (``changes``): from
 then on that species' older records are out of every training set and its refinement
 counts only records since the change.
+
+**Too few records yet.** An event decided ``skipped_too_few`` (the store just started,
+or a change had few records yet) is decided again each time more of its species'
+records are stored, rather than waiting for the refinement rule.
 
 **Refinement.** A new species caught early is trained on a few records. Once the
 store holds ``refine_min_records`` of a species that had fewer when the current model
@@ -219,6 +225,10 @@ class Trainer:
                     and isinstance(count, int)):
                 tries = self._refine_tries.get((version, species[0]), (0, 0))[0]
                 self._refine_tries[(version, species[0])] = (tries + 1, count)
+        # Events that found too few records to learn from, by species: retried as more of
+        # the species' records are stored (``refine_if_due``), with the count at the last try.
+        # In memory only: after a restart the refinement rule learns such a species.
+        self._waiting: dict[str, tuple[dict[str, Any], int]] = {}
         self._recover_promotion(decisions)
 
     def _recover_promotion(self, decisions: list[dict[str, Any]]) -> None:
@@ -310,6 +320,7 @@ class Trainer:
         decision = self._record(decision)
         if decision.action not in UNDECIDED:
             self._decided_windows.add(window_key(event))
+        self._wait_if_too_few(decision)
         log.info("retrain event for %s %s..%s (ErrorAvg %.3f, Count %s): %s - %s",
                  event.get("Species"), event.get("WindowStart"), event.get("WindowEnd"),
                  event.get("ErrorAvg", float("nan")), event.get("Count"),
@@ -326,14 +337,101 @@ class Trainer:
             return refused
         scored_by = [v for v in event.get("ModelVersions") or [] if v is not None]
         if not scored_by or min(scored_by) < current.version:
-            return Decision("skipped_stale", event,
-                            f"window scored by version(s) {sorted(scored_by)}, "
-                            f"version {current.version} is current and had no full window yet",
-                            reason=rule_of(event), current_version=current.version)
+            # A newer version may already predict these records well (one drift, one
+            # retrain), or it may have changed another species only (a scale recalibrated
+            # for every species: each species' event stands until its own line is refit).
+            why = self._stale_because(current, event) if scored_by else "had no full window yet"
+            if why is not None:
+                return Decision("skipped_stale", event,
+                                f"window scored by version(s) {sorted(scored_by)}, version "
+                                f"{current.version} is current and {why}",
+                                reason=rule_of(event), current_version=current.version)
         change = self.change_of(event, current)
         if change is not None:
             return self._adapt(current, *change, event, "change")
         return self._retrain(current, trigger_time_ms(event), event, "window")
+
+    def _stale_because(self, current: LoadedModel, event: dict[str, Any]) -> str | None:
+        """Why an event scored by a version older than ``current`` is stale (None: it stands).
+
+        It is stale when ``current`` has had its chance at the event's species: it was
+        trained on records of that species up to the event's last one or later, it learnt
+        a change of the species that began after the event, or it predicts the event's
+        records (the newest ``Count`` stored records of its species up to its last, the
+        records the rule looked at) within the rule that fired. It stands when a newer
+        version changed other species only and still gets these records wrong: a scale
+        recalibrated for every species raises one event per species, each scored by the
+        version before.
+        """
+        s = self.settings
+        species, count, end = event.get("Species") or [], event.get("Count"), trigger_time_ms(
+            event)
+        if (len(species) != 1 or not isinstance(species[0], str) or not isinstance(count, int)
+                or isinstance(count, bool) or count < 1 or end is None):
+            return "had no full window yet"
+        trained = current.manifest.get("species_records") or {}
+        last = (current.manifest.get("training_window") or {}).get("last_timestamp")
+        if trained.get(species[0]) and isinstance(last, int) and last >= end - 1:
+            return f"was trained on {species[0]} records up to the event's last or later"
+        since = changes_of(current).get(species[0])
+        if since is not None and since >= end - 1:
+            return f"learnt a change of {species[0]} that began after the event"
+        records = self.store.latest(min(count, s.retrain_samples), end, species[0])
+        if not records:
+            return "had no full window yet"
+        errors = relative_errors(current.estimator, to_frame(records))
+        over, mean = int((errors > s.error_threshold).sum()), float(errors.mean())
+        if rule_of(event) == "change":
+            wrong = over >= s.change_over
+        else:
+            wrong = len(errors) >= s.min_window_count and mean > s.error_threshold
+        if wrong:
+            log.info("event for %s stands under version %d: %d of its %d records over the "
+                     "threshold, mean error %.3f", species, current.version, over,
+                     len(errors), mean)
+            return None
+        return (f"predicts its records within the rule ({over} of {len(errors)} over the "
+                f"threshold, mean error {mean:.3f})")
+
+    def _wait_if_too_few(self, decision: Decision) -> None:
+        """Keep an event that found too few records, to retry it as more are stored."""
+        species = decision.event.get("Species") or []
+        if len(species) != 1 or not isinstance(species[0], str):
+            return
+        if decision.action == "skipped_too_few" and decision.reason in ("window", "change"):
+            stored = self.species_counts(self.registry.load_current()).get(species[0], 0)
+            self._waiting[species[0]] = (decision.event, stored)
+        elif decision.action in ("promoted", "not_promoted", "skipped_stale"):
+            self._waiting.pop(species[0], None)  # a newer verdict on the species
+
+    def _retry_waiting(self, current: LoadedModel, counts: dict[str, int]) -> Decision | None:
+        """Decide again an event that found too few records, once more are stored.
+
+        Without this, a species whose first events came too early (the store just
+        started, or the change had few records yet) would wait for the refinement rule's
+        ``refine_min_records``: each rule fires once per window, or per species and version.
+        """
+        for species, (event, tried_at) in list(self._waiting.items()):
+            stored = counts.get(species, 0)
+            if stored <= tried_at:
+                continue
+            scored_by = [v for v in event.get("ModelVersions") or [] if isinstance(v, int)]
+            if (not scored_by or min(scored_by) < current.version) and self._stale_because(
+                    current, event) is not None:
+                del self._waiting[species]  # a newer version predicts its records well
+                continue
+            change = self.change_of(event, current)
+            decision = (self._adapt(current, *change, event, "change") if change is not None
+                        else self._retrain(current, None, event, "window"))
+            if decision.action == "skipped_too_few":
+                self._waiting[species] = (event, stored)
+                continue
+            del self._waiting[species]
+            decision = self._record(decision)
+            log.info("retrain event for %s retried with %d of its records stored: %s - %s",
+                     event.get("Species"), stored, decision.action, decision.detail)
+            return decision
+        return None
 
     def _beyond_species_limit(self, current: LoadedModel, event: dict[str, Any],
                               reason: str) -> Decision | None:
@@ -378,6 +476,9 @@ class Trainer:
         """Retrain by itself when a species has gathered enough records since promotion."""
         current = self.registry.load_current()
         counts = self.species_counts(current)
+        retried = self._retry_waiting(current, counts)
+        if retried is not None:
+            return retried
         changes = changes_of(current)
         known = species_of(current)
         for species in refinement_due(counts, evidence_of(current),

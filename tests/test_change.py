@@ -314,3 +314,88 @@ def test_a_restart_does_not_grant_the_refinements_tried_again(trainer):
     assert trainer.refine_if_due().action == "not_promoted"
     assert trainer.refine_if_due() is None  # the next try waits for more records
     assert Trainer(trainer.settings, store=trainer.store).refine_if_due() is None
+
+
+def _mixed(n, rng, weight_scale=1.0):
+    """n salmon and n walleye, in turn: one weigh scale for both."""
+    fish = [salmon(n, rng, weight_scale=weight_scale), _walleye(n, rng)]
+    fish[1]["Weight"] = np.round(fish[1]["Weight"] * weight_scale, 3)
+    return pd.concat(fish).sort_index(kind="stable").reset_index(drop=True)
+
+
+def _event_of(records, species, version):
+    mine = [r for r in records if r["Species"] == species]
+    return {**_change_event(mine, version), "Species": [species]}
+
+
+def test_a_scale_recalibrated_for_two_species_heals_each_without_waiting(trainer):
+    """The scale reads every fish 30 % heavy. Both species' change events were scored by
+    the version before; the refit of salmon does not make walleye's stale: v2 still gets
+    walleye wrong, so walleye's event stands. Once walleye is refit too, a late event of
+    either species scored by an old version is stale."""
+    rng = np.random.default_rng(11)
+    v1 = trainer.registry.load_current()
+    trainer.store_diffs(_diffs(_mixed(20, rng), 1, T0, v1.estimator))
+    trainer.handle_retrain({"WindowStart": "2023-11-14T22:13:00", "WindowEnd":
+                            "2023-11-14T22:14:00", "Species": ["walleye"], "Count": 20,
+                            "ErrorAvg": 0.5, "ModelVersions": [1], "ModelVersionMax": 1,
+                            "Timestamp_End": T0 + 2000 * 39, "Rule": "window"})
+    v2 = trainer.registry.load_current()
+    assert v2.version == 2 and set(v2.estimator.species_) == {"salmon", "walleye"}
+    after = _diffs(_mixed(4, rng, weight_scale=1.3), 41, T0 + 100_000, v2.estimator)
+    for r in after:
+        r["ModelVersion"] = 2
+    trainer.store_diffs(after)
+    salmon_event, walleye_event = (_event_of(after, sp, 2) for sp in ("salmon", "walleye"))
+
+    assert trainer.handle_retrain(salmon_event).action == "promoted"
+    assert set(trainer.registry.load_current().manifest["changes"]) == {"salmon"}
+    decision = trainer.handle_retrain(walleye_event)  # scored by v2, v3 is current
+    assert decision.action == "promoted", decision.detail
+    assert decision.reason == "change" and decision.current_version == 3
+    v4 = trainer.registry.load_current()
+    assert set(v4.manifest["changes"]) == {"salmon", "walleye"}
+    assert relative_errors(v4.estimator, _mixed(100, rng, weight_scale=1.3)).mean() < 0.05
+    # A late window event of the change, scored by v2: v4 learnt from its records.
+    late = {**walleye_event, "Rule": "window", "WindowStart": "2023-11-14T22:15:00"}
+    decision = trainer.handle_retrain(late)
+    assert decision.action == "skipped_stale" and "version 4 is current" in decision.detail
+    # An event from before the change (a replay, say): v4 gets those salmon wrong now, but
+    # it learnt their change, which began after the event.
+    before = _diffs(_mixed(20, rng), 1, T0, v1.estimator)
+    old = {"WindowStart": "2023-11-14T22:13:00", "WindowEnd": "2023-11-14T22:14:00",
+           "Species": ["salmon"], "Count": 20, "ErrorAvg": 0.2, "ModelVersions": [1],
+           "ModelVersionMax": 1, "Timestamp_End": before[-1]["Timestamp"], "Rule": "window"}
+    assert relative_errors(v4.estimator, salmon(50, rng)).mean() > 0.15
+    decision = trainer.handle_retrain(old)
+    assert decision.action == "skipped_stale" and "change of salmon" in decision.detail
+    # A version that refit salmon only, with walleye's records predicted within the rule:
+    # stale by the records themselves.
+    trainer.registry.rollback(3)
+    decision = trainer.handle_retrain({**walleye_event, "WindowStart": "2023-11-14T22:16:00",
+                                       "Rule": "window", "ModelVersions": [2]})
+    assert decision.action == "promoted"  # v3 (salmon only) still gets walleye wrong
+
+
+def test_an_event_with_too_few_records_is_retried_as_they_are_stored(trainer):
+    """A new species whose first window crossed before the store held enough records to
+    learn from: its event is decided again as its records are stored, long before the
+    refinement rule's `refine_min_records` of them."""
+    rng = np.random.default_rng(12)
+    v1 = trainer.registry.load_current()
+    walleye = _diffs(_walleye(12, rng), 1, T0, v1.estimator)
+    trainer.store_diffs(walleye[:5])
+    event = {"WindowStart": "2023-11-14T22:13:00", "WindowEnd": "2023-11-14T22:14:00",
+             "Species": ["walleye"], "Count": 3, "ErrorAvg": 0.5, "ModelVersions": [1],
+             "ModelVersionMax": 1, "Timestamp_End": walleye[2]["Timestamp"], "Rule": "window"}
+    assert trainer.handle_retrain(event).action == "skipped_too_few"
+    assert trainer.refine_if_due() is None  # nothing new stored: no second try
+    decisions = []
+    for record in walleye[5:]:
+        trainer.store_diffs([record])
+        decisions.append(trainer.refine_if_due())
+    tried = [d for d in decisions if d is not None]
+    assert [d.action for d in tried] == ["promoted"], [(d.action, d.detail) for d in tried]
+    assert tried[0].reason == "window" and tried[0].event == event
+    assert tried[0].training_species["walleye"] < trainer.settings.refine_min_records
+    assert "walleye" in trainer.registry.load_current().estimator.species_

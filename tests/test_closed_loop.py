@@ -171,6 +171,54 @@ def test_outliers_in_a_stationary_stream_promote_nothing(kafka, tmp_path):
     print("retrain events:", len(s["retrain_events"]), s["decisions"])
 
 
+def _mixed_scale_scenario(path: Path, pairs_before: int, pairs_after: int) -> Path:
+    """Salmon and walleye in turn, two of each, from the first fish (the bootstrap model
+    knows salmon only); after ``pairs_before`` rounds the weigh scale reads every fish
+    20 % heavy."""
+    profiles = {
+        "salmon": ("88.0, sd = 5.0", "19.0, sd = 1.0", "length = 0.05, height = 0.01"),
+        "walleye": ("81.0, sd = 8.0", "17.0, sd = 2.0", "length = 0.02, height = 0.04"),
+    }
+    lines = ["seed = 1111", "interval_s = 2.0", "weight_delay_s = 10.0"]
+    for name, (length, height, weight) in profiles.items():
+        lines += [f"[species.{name}]", f"length = {{ mean = {length} }}",
+                  f"height = {{ mean = {height} }}",
+                  f"weight = {{ intercept = 0.0, {weight}, noise_sd = 0.1 }}",
+                  f"[species.{name}_scale]", f'base = "{name}"', "weight_scale = 1.2"]
+    for rounds, suffix in ((pairs_before, ""), (pairs_after, "_scale")):
+        for _ in range(rounds):
+            for name in profiles:
+                lines += ["[[sequence]]", f'species = "{name}{suffix}"', "count = 2"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.extended
+def test_a_mixed_stream_learns_a_new_species_early_and_heals_a_scale_for_every_species(
+        kafka, tmp_path):
+    """Walleye among salmon from the start, before the store holds 10 records: the first
+    events are too early, and are retried as records arrive. Then the scale reads every
+    fish 20 % heavy: each species' change is learnt, the second one without waiting for a
+    second event under the version that refit the first."""
+    scenario = _mixed_scale_scenario(tmp_path / "mixed_scale.toml", 20, 20)
+    run_dir, _, s = _run(kafka, tmp_path, scenario)
+    first = s["versions_promoted"][0]
+    assert first["trigger_species"] == ["walleye"] and first["first_fish_id_served"] <= 24
+    changed = {sp for v in s["versions_promoted"] if v["reason"] == "change"
+               for sp in v["training_species"]}
+    assert changed == {"salmon", "walleye"}, s["versions_promoted"]
+    diffs = [json.loads(line)["value"] for line in (run_dir / "topics/diffs.jsonl").open()]
+    # About the noise floor: E|N(0, 0.1)| = 0.08 kg over the mean weight read (x 1.2).
+    for species, mean_weight in (("salmon", 0.05 * 88 + 0.01 * 19),
+                                 ("walleye", 0.02 * 81 + 0.04 * 17)):
+        noise_floor = 0.08 / (1.2 * mean_weight)
+        last = sorted((d for d in diffs if d["Species"] == species),
+                      key=lambda d: d["Fish_Id"])[-20:]
+        mean = sum(d["Error"] for d in last) / len(last)
+        print(f"{species}: mean error of its last 20 fish {mean:.4f}")
+        assert mean < 2 * noise_floor, (species, mean, noise_floor)
+
+
 def test_ctrl_c_stops_the_demo_and_leaves_no_process(tmp_path):
     """`fishweight demo` on its own embedded broker, interrupted mid-run."""
     import os
