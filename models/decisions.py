@@ -421,8 +421,12 @@ class Trainer:
                 del self._waiting[species]  # a newer version predicts its records well
                 continue
             change = self.change_of(event, current)
-            decision = (self._adapt(current, *change, event, "change") if change is not None
-                        else self._retrain(current, None, event, "window"))
+            # The limit may have been reached meanwhile (another species learnt).
+            decision = self._beyond_species_limit(current, event, rule_of(event))
+            if decision is None:
+                decision = (self._adapt(current, *change, event, "change")
+                            if change is not None
+                            else self._retrain(current, None, event, "window"))
             if decision.action == "skipped_too_few":
                 self._waiting[species] = (event, stored)
                 continue

@@ -159,3 +159,24 @@ def test_an_event_for_a_species_with_no_stored_records_fits_nothing(trainer):
     assert decision.action == "skipped_too_few", decision
     assert "no records of walleye stored" in decision.detail
     assert trainer.registry.current_version() == 1
+
+
+def test_an_event_waiting_for_records_is_refused_once_the_limit_is_reached(tmp_path):
+    """An event that found too few records waits for more (models/decisions.py); if another
+    species fills the model meanwhile (max_species = 2 here), its retry is refused, not
+    fitted."""
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0, max_species=2)
+    bootstrap_model(settings)
+    trainer = Trainer(settings)
+    producer = Producer(trainer)
+    producer.slopes["pike"] = (0.1, 0.05)  # twice as heavy as the shared line says
+    early = producer.fish("pike", 3)  # the store holds 3 records: too few to learn from
+    assert trainer.handle_retrain(producer.window_event(early)).action == "skipped_too_few"
+    decision = trainer.handle_retrain(producer.window_event(producer.fish("trout", 12)))
+    assert decision.action == "promoted", decision.detail
+    assert sorted(species_of(trainer.registry.load_current())) == ["salmon", "trout"]
+    producer.fish("pike", 1)
+    decision = trainer.refine_if_due()
+    assert decision is not None and decision.action == "skipped_species_limit", decision
+    assert "pike" not in species_of(trainer.registry.load_current())
+    assert trainer.refine_if_due() is None  # decided: no longer waiting
