@@ -139,7 +139,10 @@ def utc_time(text: str) -> dt.datetime:
     parsed = dt.datetime.fromisoformat(text.removesuffix("Z"))
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-01:00 is after year 9999 in UTC
+        raise ValueError(f"{text!r} is outside the years 1-9999 in UTC") from exc
 
 
 def event_problem(event: Any) -> str | None:

@@ -43,7 +43,8 @@ def draw_chart(data: RunData, summary: dict[str, Any], path: Path) -> None:
     labelled = set()
     for retrain in sorted(data.retrains, key=lambda r: r.kafka_ms):
         x = sum(d.kafka_ms <= retrain.kafka_ms for d in diffs) - 0.5
-        action = next((a for e, a in actions if e == retrain.value), "not handled")
+        # The last decision on the event: one that found too few records is decided again.
+        action = next((a for e, a in reversed(actions) if e == retrain.value), "not handled")
         style = {"promoted": ("#C44E52", "-", "retrain event: new model promoted")}.get(
             action, ("#999999", "--", f"retrain event: {action.replace('_', ' ')}"))
         ax.axvline(x, color=style[0], ls=style[1], lw=1.5,

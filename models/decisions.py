@@ -73,9 +73,10 @@ from fishweight.models.registry import (
     LoadedModel,
     ModelError,
     ModelRegistry,
+    ModelUnavailable,
     fsync_dir,
 )
-from fishweight.models.store import TrainingStore, open_store
+from fishweight.models.store import StoreError, TrainingStore, open_store
 from fishweight.records import utc_iso, utc_time
 from fishweight.runtime.settings import Settings
 
@@ -377,14 +378,16 @@ class Trainer:
         if since is not None and since >= end - 1:
             return f"learnt a change of {species[0]} that began after the event"
         records = self.store.latest(min(count, s.retrain_samples), end, species[0])
-        if not records:
-            return "had no full window yet"
+        needed = s.change_over if rule_of(event) == "change" else s.min_window_count
+        if len(records) < needed:  # too few stored to judge the rule again
+            return (f"had no full window yet ({len(records)} of the event's records are "
+                    f"stored)")
         errors = relative_errors(current.estimator, to_frame(records))
         over, mean = int((errors > s.error_threshold).sum()), float(errors.mean())
         if rule_of(event) == "change":
             wrong = over >= s.change_over
         else:
-            wrong = len(errors) >= s.min_window_count and mean > s.error_threshold
+            wrong = mean > s.error_threshold
         if wrong:
             log.info("event for %s stands under version %d: %d of its %d records over the "
                      "threshold, mean error %.3f", species, current.version, over,
@@ -399,9 +402,14 @@ class Trainer:
         if len(species) != 1 or not isinstance(species[0], str):
             return
         if decision.action == "skipped_too_few" and decision.reason in ("window", "change"):
-            stored = self.species_counts(self.registry.load_current()).get(species[0], 0)
-            self._waiting[species[0]] = (decision.event, stored)
-        elif decision.action in ("promoted", "not_promoted", "skipped_stale"):
+            # No store call here: the verdict is recorded, so a store outage now would
+            # decide the event twice. -1: tried at the next refinement check.
+            self._waiting.pop(species[0], None)
+            self._waiting[species[0]] = (decision.event, -1)
+            while len(self._waiting) > self.settings.max_species:  # bounded: the oldest go
+                del self._waiting[next(iter(self._waiting))]
+        elif decision.action == "promoted" or (decision.action == "not_promoted"
+                                               and decision.reason != "refinement"):
             self._waiting.pop(species[0], None)  # a newer verdict on the species
 
     def _retry_waiting(self, current: LoadedModel, counts: dict[str, int]) -> Decision | None:
@@ -415,18 +423,19 @@ class Trainer:
             stored = counts.get(species, 0)
             if stored <= tried_at:
                 continue
-            scored_by = [v for v in event.get("ModelVersions") or [] if isinstance(v, int)]
-            if (not scored_by or min(scored_by) < current.version) and self._stale_because(
-                    current, event) is not None:
-                del self._waiting[species]  # a newer version predicts its records well
-                continue
-            change = self.change_of(event, current)
-            # The limit may have been reached meanwhile (another species learnt).
-            decision = self._beyond_species_limit(current, event, rule_of(event))
-            if decision is None:
-                decision = (self._adapt(current, *change, event, "change")
-                            if change is not None
-                            else self._retrain(current, None, event, "window"))
+            try:
+                scored_by = [v for v in event.get("ModelVersions") or [] if isinstance(v, int)]
+                if (not scored_by or min(scored_by) < current.version) and self._stale_because(
+                        current, event) is not None:
+                    del self._waiting[species]  # a newer version had its chance at it
+                    continue
+                decision = self._retry(current, event)
+            except (StoreError, ModelUnavailable):
+                raise  # an outage: the service retries the whole check
+            except Exception as exc:  # noqa: BLE001 - one event must not block refinement
+                log.exception("retrying the retrain event for %s failed", species)
+                decision = Decision("failed", event, f"{type(exc).__name__}: {exc}"[:500],
+                                    reason=rule_of(event))
             if decision.action == "skipped_too_few":
                 self._waiting[species] = (event, stored)
                 continue
@@ -436,6 +445,17 @@ class Trainer:
                      event.get("Species"), stored, decision.action, decision.detail)
             return decision
         return None
+
+    def _retry(self, current: LoadedModel, event: dict[str, Any]) -> Decision:
+        """A waiting event decided again (``_retry_waiting``)."""
+        # The limit may have been reached meanwhile (another species learnt).
+        refused = self._beyond_species_limit(current, event, rule_of(event))
+        if refused is not None:
+            return refused
+        change = self.change_of(event, current)
+        if change is not None:
+            return self._adapt(current, *change, event, "change")
+        return self._retrain(current, None, event, "window")
 
     def _beyond_species_limit(self, current: LoadedModel, event: dict[str, Any],
                               reason: str) -> Decision | None:

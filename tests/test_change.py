@@ -183,6 +183,9 @@ def test_a_new_species_with_a_change_start_takes_the_window_path(trainer):
     ({"Change_Timestamp": "yesterday"}, "Change_Timestamp must be a positive integer"),
     ({"Change_Fish_Id": -3}, "Change_Fish_Id must be a positive integer"),
     ({"ModelVersionMax": None}, "a change event needs ModelVersionMax"),
+    # Year 10000 in UTC: datetime raised OverflowError, which stopped the trainer's loop.
+    ({"WindowEnd": "9999-12-31T23:59:59-01:00"}, "WindowEnd is not an ISO-8601 time"),
+    ({"WindowStart": "0001-01-01T00:00:00+01:00"}, "WindowStart is not an ISO-8601 time"),
 ])
 def test_malformed_change_fields_are_refused_with_a_reason(change, problem):
     event = {**_change_event([{"Fish_Id": 1, "Timestamp": T0, "Error": 0.3}]), **change}
@@ -389,7 +392,7 @@ def test_an_event_with_too_few_records_is_retried_as_they_are_stored(trainer):
              "Species": ["walleye"], "Count": 3, "ErrorAvg": 0.5, "ModelVersions": [1],
              "ModelVersionMax": 1, "Timestamp_End": walleye[2]["Timestamp"], "Rule": "window"}
     assert trainer.handle_retrain(event).action == "skipped_too_few"
-    assert trainer.refine_if_due() is None  # nothing new stored: no second try
+    assert trainer.refine_if_due() is None  # tried again: still too few, no decision
     decisions = []
     for record in walleye[5:]:
         trainer.store_diffs([record])
@@ -399,3 +402,69 @@ def test_an_event_with_too_few_records_is_retried_as_they_are_stored(trainer):
     assert tried[0].reason == "window" and tried[0].event == event
     assert tried[0].training_species["walleye"] < trainer.settings.refine_min_records
     assert "walleye" in trainer.registry.load_current().estimator.species_
+
+
+def test_a_waiting_event_costs_no_store_call_is_bounded_and_a_failed_retry_is_recorded(
+        trainer, monkeypatch):
+    """Three guards of the retried events (``_retry_waiting``): the verdict `skipped_too_few`
+    is the event's last store call, so an outage right after it cannot decide the event
+    twice; invented species waiting for records are at most `max_species`; a retry that
+    raises is a `failed` decision, and the refinement checks go on."""
+    from fishweight.models.store import StoreError
+
+    rng = np.random.default_rng(13)
+    v1 = trainer.registry.load_current()
+    walleye = _diffs(_walleye(12, rng), 1, T0, v1.estimator)
+    trainer.store_diffs(walleye[:3])
+    event = {"WindowStart": "2023-11-14T22:13:00", "WindowEnd": "2023-11-14T22:14:00",
+             "Species": ["walleye"], "Count": 3, "ErrorAvg": 0.5, "ModelVersions": [1],
+             "ModelVersionMax": 1, "Timestamp_End": walleye[2]["Timestamp"], "Rule": "window"}
+    counts = trainer.store.species_counts
+
+    def outage(*args, **kwargs):
+        raise StoreError("the store is away")
+
+    decisions = []
+
+    def record_then_outage(decision):
+        decisions.append(decision)
+        monkeypatch.setattr(trainer.store, "species_counts", outage)
+        return decision
+
+    record = trainer._record
+    monkeypatch.setattr(trainer, "_record", record_then_outage)
+    assert trainer.handle_retrain(event).action == "skipped_too_few"
+    monkeypatch.setattr(trainer.store, "species_counts", counts)
+    monkeypatch.setattr(trainer, "_record", record)
+    assert [d.action for d in decisions] == ["skipped_too_few"]
+
+    for i in range(2 * trainer.settings.max_species):  # names nobody weighs
+        trainer.handle_retrain({**event, "Species": [f"invented{i}"],
+                                "WindowStart": f"2023-11-14T22:{i // 60:02d}:{i % 60:02d}"})
+    assert len(trainer._waiting) <= trainer.settings.max_species
+
+    trainer._waiting.clear()
+    assert trainer.handle_retrain({**event, "WindowStart": "2023-11-14T23:00:00"}).action \
+        == "skipped_too_few"
+    monkeypatch.setattr(trainer, "_retrain", lambda *a: 1 / 0)
+    trainer.store_diffs(walleye[3:])
+    failed = trainer.refine_if_due()
+    assert failed is not None and failed.action == "failed" and "ZeroDivisionError" in \
+        failed.detail
+    assert "walleye" not in trainer._waiting
+
+
+def test_an_older_versions_event_whose_records_are_not_stored_is_stale_as_before(trainer):
+    """Too few of the event's records stored to judge the rule again: stale, as before,
+    and the detail says why (not that the current version predicts them well)."""
+    rng = np.random.default_rng(14)
+    change = _salmon_heavier_since_fish_41(trainer, rng)
+    assert trainer.handle_retrain(change).action == "promoted"  # v2 refit salmon only
+    walleye = _diffs(_walleye(2, rng), 100, T0 + 200_000, trainer.registry.load(1).estimator)
+    trainer.store_diffs(walleye)
+    event = {"WindowStart": "2023-11-14T22:16:00", "WindowEnd": "2023-11-14T22:17:00",
+             "Species": ["walleye"], "Count": 3, "ErrorAvg": 0.5, "ModelVersions": [1],
+             "ModelVersionMax": 1, "Timestamp_End": walleye[-1]["Timestamp"], "Rule": "window"}
+    decision = trainer.handle_retrain(event)
+    assert decision.action == "skipped_stale"
+    assert "2 of the event's records are stored" in decision.detail, decision.detail
