@@ -336,26 +336,20 @@ class Trainer:
         refused = self._beyond_species_limit(current, event, rule_of(event))
         if refused is not None:  # before the stale rule: a refusal is remembered by none
             return refused
-        scored_by = [v for v in event.get("ModelVersions") or [] if v is not None]
-        if not scored_by or min(scored_by) < current.version:
-            # A newer version may already predict these records well (one drift, one
-            # retrain), or it may have changed another species only (a scale recalibrated
-            # for every species: each species' event stands until its own line is refit).
-            why = self._stale_because(current, event) if scored_by else "had no full window yet"
-            if why is not None:
-                return Decision("skipped_stale", event,
-                                f"window scored by version(s) {sorted(scored_by)}, version "
-                                f"{current.version} is current and {why}",
-                                reason=rule_of(event), current_version=current.version)
+        stale = self._stale_because(current, event)
+        if stale is not None:
+            return Decision("skipped_stale", event, stale, reason=rule_of(event),
+                            current_version=current.version)
         change = self.change_of(event, current)
         if change is not None:
             return self._adapt(current, *change, event, "change")
         return self._retrain(current, trigger_time_ms(event), event, "window")
 
     def _stale_because(self, current: LoadedModel, event: dict[str, Any]) -> str | None:
-        """Why an event scored by a version older than ``current`` is stale (None: it stands).
+        """Why an event is stale under ``current`` (None: it stands).
 
-        It is stale when ``current`` has had its chance at the event's species: it was
+        An event scored (even partly) by a version older than ``current`` is stale when
+        ``current`` has had its chance at the event's species: it was
         trained on records of that species up to the event's last one or later, it learnt
         a change of the species that began after the event, or it predicts the event's
         records (the newest ``Count`` stored records of its species up to its last, the
@@ -365,23 +359,29 @@ class Trainer:
         version before.
         """
         s = self.settings
+        scored_by = sorted(v for v in event.get("ModelVersions") or [] if v is not None)
+        if scored_by and scored_by[0] >= current.version:
+            return None
+        stale = (f"window scored by version(s) {scored_by}, version {current.version} is "
+                 f"current and ")
         species, count, end = event.get("Species") or [], event.get("Count"), trigger_time_ms(
             event)
-        if (len(species) != 1 or not isinstance(species[0], str) or not isinstance(count, int)
-                or isinstance(count, bool) or count < 1 or end is None):
-            return "had no full window yet"
+        if (not scored_by or len(species) != 1 or not isinstance(species[0], str)
+                or not isinstance(count, int) or isinstance(count, bool) or count < 1
+                or end is None):
+            return stale + "had no full window yet"
         trained = current.manifest.get("species_records") or {}
         last = (current.manifest.get("training_window") or {}).get("last_timestamp")
         if trained.get(species[0]) and isinstance(last, int) and last >= end - 1:
-            return f"was trained on {species[0]} records up to the event's last or later"
+            return stale + f"was trained on {species[0]} records up to the event's last or later"
         since = changes_of(current).get(species[0])
         if since is not None and since >= end - 1:
-            return f"learnt a change of {species[0]} that began after the event"
+            return stale + f"learnt a change of {species[0]} that began after the event"
         records = self.store.latest(min(count, s.retrain_samples), end, species[0])
         needed = s.change_over if rule_of(event) == "change" else s.min_window_count
         if len(records) < needed:  # too few stored to judge the rule again
-            return (f"had no full window yet ({len(records)} of the event's records are "
-                    f"stored)")
+            return stale + (f"had no full window yet ({len(records)} of the event's records "
+                            f"are stored)")
         errors = relative_errors(current.estimator, to_frame(records))
         over, mean = int((errors > s.error_threshold).sum()), float(errors.mean())
         if rule_of(event) == "change":
@@ -393,8 +393,8 @@ class Trainer:
                      "threshold, mean error %.3f", species, current.version, over,
                      len(errors), mean)
             return None
-        return (f"predicts its records within the rule ({over} of {len(errors)} over the "
-                f"threshold, mean error {mean:.3f})")
+        return stale + (f"predicts its records within the rule ({over} of {len(errors)} over "
+                        f"the threshold, mean error {mean:.3f})")
 
     def _wait_if_too_few(self, decision: Decision) -> None:
         """Keep an event that found too few records, to retry it as more are stored."""
@@ -424,9 +424,7 @@ class Trainer:
             if stored <= tried_at:
                 continue
             try:
-                scored_by = [v for v in event.get("ModelVersions") or [] if isinstance(v, int)]
-                if (not scored_by or min(scored_by) < current.version) and self._stale_because(
-                        current, event) is not None:
+                if self._stale_because(current, event) is not None:
                     del self._waiting[species]  # a newer version had its chance at it
                     continue
                 decision = self._retry(current, event)
