@@ -326,6 +326,15 @@ def _mixed(n, rng, weight_scale=1.0):
     return pd.concat(fish).sort_index(kind="stable").reset_index(drop=True)
 
 
+def _window_event(species, count, end_ms, start="2023-11-14T22:13:00"):
+    """The window rule's event for ``count`` of a species' records scored by v1 (one
+    minute from ``start``; the newest record at ``end_ms``)."""
+    minute = int(start[14:16]) + 1
+    return {"WindowStart": start, "WindowEnd": f"{start[:14]}{minute:02d}:00",
+            "Species": [species], "Count": count, "ErrorAvg": 0.5, "ModelVersions": [1],
+            "ModelVersionMax": 1, "Timestamp_End": end_ms, "Rule": "window"}
+
+
 def _event_of(records, species, version):
     mine = [r for r in records if r["Species"] == species]
     return {**_change_event(mine, version), "Species": [species]}
@@ -339,10 +348,7 @@ def test_a_scale_recalibrated_for_two_species_heals_each_without_waiting(trainer
     rng = np.random.default_rng(11)
     v1 = trainer.registry.load_current()
     trainer.store_diffs(_diffs(_mixed(20, rng), 1, T0, v1.estimator))
-    trainer.handle_retrain({"WindowStart": "2023-11-14T22:13:00", "WindowEnd":
-                            "2023-11-14T22:14:00", "Species": ["walleye"], "Count": 20,
-                            "ErrorAvg": 0.5, "ModelVersions": [1], "ModelVersionMax": 1,
-                            "Timestamp_End": T0 + 2000 * 39, "Rule": "window"})
+    trainer.handle_retrain(_window_event("walleye", 20, T0 + 2000 * 39))
     v2 = trainer.registry.load_current()
     assert v2.version == 2 and set(v2.estimator.species_) == {"salmon", "walleye"}
     after = _diffs(_mixed(4, rng, weight_scale=1.3), 41, T0 + 100_000, v2.estimator)
@@ -366,9 +372,7 @@ def test_a_scale_recalibrated_for_two_species_heals_each_without_waiting(trainer
     # An event from before the change (a replay, say): v4 gets those salmon wrong now, but
     # it learnt their change, which began after the event.
     before = _diffs(_mixed(20, rng), 1, T0, v1.estimator)
-    old = {"WindowStart": "2023-11-14T22:13:00", "WindowEnd": "2023-11-14T22:14:00",
-           "Species": ["salmon"], "Count": 20, "ErrorAvg": 0.2, "ModelVersions": [1],
-           "ModelVersionMax": 1, "Timestamp_End": before[-1]["Timestamp"], "Rule": "window"}
+    old = {**_window_event("salmon", 20, before[-1]["Timestamp"]), "ErrorAvg": 0.2}
     assert relative_errors(v4.estimator, salmon(50, rng)).mean() > 0.15
     decision = trainer.handle_retrain(old)
     assert decision.action == "skipped_stale" and "change of salmon" in decision.detail
@@ -388,9 +392,7 @@ def test_an_event_with_too_few_records_is_retried_as_they_are_stored(trainer):
     v1 = trainer.registry.load_current()
     walleye = _diffs(_walleye(12, rng), 1, T0, v1.estimator)
     trainer.store_diffs(walleye[:5])
-    event = {"WindowStart": "2023-11-14T22:13:00", "WindowEnd": "2023-11-14T22:14:00",
-             "Species": ["walleye"], "Count": 3, "ErrorAvg": 0.5, "ModelVersions": [1],
-             "ModelVersionMax": 1, "Timestamp_End": walleye[2]["Timestamp"], "Rule": "window"}
+    event = _window_event("walleye", 3, walleye[2]["Timestamp"])
     assert trainer.handle_retrain(event).action == "skipped_too_few"
     assert trainer.refine_if_due() is None  # tried again: still too few, no decision
     decisions = []
@@ -416,9 +418,7 @@ def test_a_waiting_event_costs_no_store_call_is_bounded_and_a_failed_retry_is_re
     v1 = trainer.registry.load_current()
     walleye = _diffs(_walleye(12, rng), 1, T0, v1.estimator)
     trainer.store_diffs(walleye[:3])
-    event = {"WindowStart": "2023-11-14T22:13:00", "WindowEnd": "2023-11-14T22:14:00",
-             "Species": ["walleye"], "Count": 3, "ErrorAvg": 0.5, "ModelVersions": [1],
-             "ModelVersionMax": 1, "Timestamp_End": walleye[2]["Timestamp"], "Rule": "window"}
+    event = _window_event("walleye", 3, walleye[2]["Timestamp"])
     counts = trainer.store.species_counts
 
     def outage(*args, **kwargs):
@@ -462,9 +462,7 @@ def test_an_older_versions_event_whose_records_are_not_stored_is_stale_as_before
     assert trainer.handle_retrain(change).action == "promoted"  # v2 refit salmon only
     walleye = _diffs(_walleye(2, rng), 100, T0 + 200_000, trainer.registry.load(1).estimator)
     trainer.store_diffs(walleye)
-    event = {"WindowStart": "2023-11-14T22:16:00", "WindowEnd": "2023-11-14T22:17:00",
-             "Species": ["walleye"], "Count": 3, "ErrorAvg": 0.5, "ModelVersions": [1],
-             "ModelVersionMax": 1, "Timestamp_End": walleye[-1]["Timestamp"], "Rule": "window"}
+    event = _window_event("walleye", 3, walleye[-1]["Timestamp"], start="2023-11-14T22:16:00")
     decision = trainer.handle_retrain(event)
     assert decision.action == "skipped_stale"
     assert "2 of the event's records are stored" in decision.detail, decision.detail
