@@ -93,7 +93,7 @@ def payload_evidence(raw: bytes | None, chars: int) -> tuple[str | None, int | N
 
 
 # ---------------------------------------------- what the trainer consumes from the job
-RULES = ("window", "change")  # the job's two retrain rules (sql/26_rules.sql)
+RULES = ("window", "change", "bias")  # the job's retrain rules (sql/26_rules.sql)
 
 
 def _is_int(value: Any) -> bool:
@@ -168,7 +168,7 @@ def event_problem(event: Any) -> str | None:
             return f"{name} must be a positive integer below 2**63 - 1, got {event[name]!r}"[:300]
     if event.get("Rule", "window") not in RULES:
         return f"Rule must be one of {', '.join(RULES)}, got {event.get('Rule')!r}"[:300]
-    if event.get("Rule") == "change" and not _is_int(event.get("ModelVersionMax")):
-        return ("a change event needs ModelVersionMax (an integer), got "
+    if event.get("Rule") in ("change", "bias") and not _is_int(event.get("ModelVersionMax")):
+        return (f"a {event['Rule']} event needs ModelVersionMax (an integer), got "
                 f"{event.get('ModelVersionMax')!r}")[:300]
     return None

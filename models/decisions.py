@@ -63,10 +63,13 @@ from fishweight.models.estimator import SpeciesShrinkageRegressor, keep_species,
 from fishweight.models.policy import (
     admitted_species,
     fit,
+    leans,
     loo_gate,
     refinement_due,
     relative_errors,
     select_training_records,
+    shift_start,
+    signed_errors,
     to_frame,
 )
 from fishweight.models.registry import (
@@ -95,6 +98,10 @@ ACTIONS = ("promoted", "not_promoted", "skipped_stale", "skipped_too_few", "skip
 # entry to the decided windows).
 UNDECIDED = ("skipped_duplicate", "skipped_species_limit")
 CHANGE_WAIT_S = 5.0  # the trainer waits at most this long for change_min_records
+# The job's retrain rules (fishweight.records.RULES) that fire once per species and
+# serving version; the window rule fires once per window and species.
+PER_VERSION_RULES = ("change", "bias")
+EVENT_REASONS = ("window", *PER_VERSION_RULES)  # a decision's reason when an event fired
 
 
 @dataclass
@@ -140,26 +147,27 @@ class Decision:
 
 
 def window_key(event: dict[str, Any]) -> str:
-    """What a retrain event is about: (window, species), or (species, version).
+    """What a retrain event is about: (window, species), or (rule, species, version).
 
-    The change rule fires once per species and serving version.
+    The change and the bias rule each fire once per species and serving version.
     """
     species = sorted(event.get("Species") or [])
-    if event.get("Rule") == "change":
-        return json.dumps(["change", species, event.get("ModelVersionMax")])
+    if event.get("Rule") in PER_VERSION_RULES:
+        return json.dumps([event["Rule"], species, event.get("ModelVersionMax")])
     return json.dumps([event.get("WindowStart"), species])
 
 
 def decided_windows(decisions: list[dict[str, Any]]) -> set[str]:
     """The ``window_key`` of every event the decisions gave a verdict on."""
     return {window_key(d["event"]) for d in decisions
-            if d.get("reason", "window") in ("window", "change")
+            if d.get("reason", "window") in EVENT_REASONS
             and d.get("action") not in UNDECIDED}
 
 
 def rule_of(event: dict[str, Any]) -> str:
-    """The rule that raised a retrain event: the reason of a decision that fitted nothing."""
-    return "change" if event.get("Rule") == "change" else "window"
+    """The rule that raised a retrain event: the reason of its decision."""
+    rule = event.get("Rule")
+    return rule if rule in PER_VERSION_RULES else "window"
 
 
 def window_end_epoch_ms(event: dict[str, Any]) -> int | None:
@@ -260,9 +268,9 @@ class Trainer:
         except ModelError:
             return  # load_current reports it on the first event
         reason, trigger = manifest.get("reason"), manifest.get("trigger")
-        if reason not in ("window", "change", "refinement") or not isinstance(trigger, dict):
+        if reason not in (*EVENT_REASONS, "refinement") or not isinstance(trigger, dict):
             return  # bootstrapped or published by hand: no event behind it
-        if reason in ("window", "change"):
+        if reason in EVENT_REASONS:
             self._decided_windows.add(window_key(trigger))
         log.warning("model version %d was promoted but its decision was not recorded (the "
                     "trainer stopped in between): recording it now", version)
@@ -340,10 +348,43 @@ class Trainer:
         if stale is not None:
             return Decision("skipped_stale", event, stale, reason=rule_of(event),
                             current_version=current.version)
+        return self._act(current, event, trigger_time_ms(event))
+
+    def _act(self, current: LoadedModel, event: dict[str, Any], before_ms: int | None
+             ) -> Decision:
+        """Fit and gate for an event that stands.
+
+        A change inside a known species, or the window path (a new species, or a
+        species' line retrained on its newest records).
+        """
         change = self.change_of(event, current)
-        if change is not None:
-            return self._adapt(current, *change, event, "change")
-        return self._retrain(current, trigger_time_ms(event), event, "window")
+        if change is None:
+            return self._retrain(current, before_ms, event, "window")
+        species, since = change
+        if rule_of(event) != "bias":  # the window rule or the change rule
+            return self._adapt(current, species, since, event, "change")
+        since = self._shift_since(current, species, event, since)
+        return self._adapt(current, species, since, event, "bias")
+
+    def _shift_since(self, current: LoadedModel, species: str, event: dict[str, Any],
+                     span_start: int) -> int:
+        """Where a bias event's drift began (epoch ms).
+
+        The bias rule fires once its last ``bias_records`` records lean one way, which
+        may be some records after the change. The current model's signed errors on the
+        species' records up to the event's last (up to twice as many, none before a
+        change it learnt) are split where they shifted (``policy.shift_start``); the
+        span's first record when they do not.
+        """
+        end = trigger_time_ms(event)
+        count = event.get("Count") if isinstance(event.get("Count"), int) else 0
+        records = self.store.latest(max(2 * count, 2 * self.settings.bias_records), end,
+                                    species, changes_of(current).get(species))
+        if len(records) < 4:
+            return span_start
+        records.sort(key=lambda r: (r["Timestamp"], r["Fish_Id"]))
+        signed = signed_errors(current.estimator, to_frame(records))
+        return int(records[shift_start(signed)]["Timestamp"])
 
     def _stale_because(self, current: LoadedModel, event: dict[str, Any]) -> str | None:
         """Why an event is stale under ``current`` (None: it stands).
@@ -378,7 +419,8 @@ class Trainer:
         if since is not None and since >= end - 1:
             return stale + f"learnt a change of {species[0]} that began after the event"
         records = self.store.latest(min(count, s.retrain_samples), end, species[0])
-        needed = s.change_over if rule_of(event) == "change" else s.min_window_count
+        needed = {"change": s.change_over, "bias": min(count, s.retrain_samples)}.get(
+            rule_of(event), s.min_window_count)
         if len(records) < needed:  # too few stored to judge the rule again
             return stale + (f"had no full window yet ({len(records)} of the event's records "
                             f"are stored)")
@@ -386,6 +428,9 @@ class Trainer:
         over, mean = int((errors > s.error_threshold).sum()), float(errors.mean())
         if rule_of(event) == "change":
             wrong = over >= s.change_over
+        elif rule_of(event) == "bias":
+            wrong = leans(signed_errors(current.estimator, to_frame(records)), s.bias_t,
+                          s.bias_min)
         else:
             wrong = mean > s.error_threshold
         if wrong:
@@ -401,7 +446,7 @@ class Trainer:
         species = decision.event.get("Species") or []
         if len(species) != 1 or not isinstance(species[0], str):
             return
-        if decision.action == "skipped_too_few" and decision.reason in ("window", "change"):
+        if decision.action == "skipped_too_few" and decision.reason in EVENT_REASONS:
             # No store call here: the verdict is recorded, so a store outage now would
             # decide the event twice. -1: tried at the next refinement check.
             self._waiting.pop(species[0], None)
@@ -450,10 +495,7 @@ class Trainer:
         refused = self._beyond_species_limit(current, event, rule_of(event))
         if refused is not None:
             return refused
-        change = self.change_of(event, current)
-        if change is not None:
-            return self._adapt(current, *change, event, "change")
-        return self._retrain(current, None, event, "window")
+        return self._act(current, event, None)
 
     def _beyond_species_limit(self, current: LoadedModel, event: dict[str, Any],
                               reason: str) -> Decision | None:
@@ -538,9 +580,11 @@ class Trainer:
         errors = relative_errors(current.estimator, frame)
         every = bool(np.all(loo < errors))
         # A refinement only refines: the model it replaces was already judged better than
-        # its own predecessor on these records, so the mean decides.
+        # its own predecessor on these records, so the mean decides. So it does for the
+        # bias rule: a drift within the noise leaves records the old line predicts better
+        # by chance, and the rule's t statistic already refused outliers and noise.
         promote = (float(loo.mean()) < float(errors.mean()) * (1.0 - GATE_MARGIN)
-                   and (every or reason == "refinement"))
+                   and (every or reason != "change"))
         gate = {"candidate_loo": float(loo.mean()), "current": float(errors.mean()),
                 "n": len(frame), "promote": promote, "every_record_better": every,
                 "since_ms": since_ms, "choice": choice}

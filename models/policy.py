@@ -5,6 +5,7 @@
 ``loo_gate``                 the candidate's leave-one-out error vs the current model's
                              error on records it has not trained on.
 ``refinement_due``           species whose stored records crossed R since the last promotion.
+``leans``, ``shift_start``   the bias rule's test, and where a species' errors shifted.
 """
 
 from __future__ import annotations
@@ -48,6 +49,46 @@ def relative_errors(estimator, frame: pd.DataFrame) -> np.ndarray:
     """|pred - actual| / actual per row: the pipeline's Error column, unrounded."""
     actual = frame[TARGET].to_numpy(dtype=float)
     return np.abs(estimator.predict(frame[INPUT_COLUMNS]) - actual) / actual
+
+
+def signed_errors(estimator, frame: pd.DataFrame) -> np.ndarray:
+    """(pred - actual) / actual per row: the bias rule's figure (sql/25_window.sql)."""
+    actual = frame[TARGET].to_numpy(dtype=float)
+    return (estimator.predict(frame[INPUT_COLUMNS]) - actual) / actual
+
+
+def leans(signed: np.ndarray, t: float, at_least: float) -> bool:
+    """The bias rule (sql/26_rules.sql) on ``signed`` errors.
+
+    Their mean is more than ``t`` standard errors and more than ``at_least`` from 0.
+    """
+    n = len(signed)
+    if n < 2:
+        return False
+    mean, sd = float(np.mean(signed)), float(np.std(signed, ddof=1))
+    return abs(mean) > at_least and abs(mean) * np.sqrt(n) > t * sd
+
+
+def shift_start(signed: np.ndarray, min_after: int = 3, min_t: float = 4.0) -> int:
+    """Where a run of signed errors shifted: the index of the first shifted record.
+
+    The split with the largest two-sample t statistic in the direction of the whole
+    run's lean, with at least one record before it and ``min_after`` after it; 0 when
+    no split reaches ``min_t`` (the model is off on all of them alike: nothing to cut).
+    """
+    n = len(signed)
+    direction = 1.0 if float(np.mean(signed)) >= 0 else -1.0
+    best, best_t = 0, min_t
+    for j in range(1, n - min_after + 1):
+        before, after = signed[:j], signed[j:]
+        resid = np.concatenate([before - before.mean(), after - after.mean()])
+        pooled = float(np.sqrt(np.sum(resid ** 2) / max(n - 2, 1)))
+        if pooled == 0.0:
+            continue
+        t = direction * (after.mean() - before.mean()) / (pooled * np.sqrt(1 / j + 1 / (n - j)))
+        if t > best_t:
+            best, best_t = j, t
+    return best
 
 
 def metrics(estimator, frame: pd.DataFrame) -> dict[str, float]:

@@ -36,15 +36,16 @@ GROUP BY window_start, window_end, Species;
 -- time (within max_clock_skew_s) when a producer's record time is not its payload's.
 CREATE TEMPORARY VIEW diffs_by_window AS
 SELECT
-    Fish_Id, Species, Error, ModelVersion, `Timestamp`,
+    Fish_Id, Species, Error, SignedError, ModelVersion, `Timestamp`,
     CAST(TO_TIMESTAMP_LTZ(WindowStartMs, 3) AS TIMESTAMP(3)) AS WindowStart,
     WindowStartMs,
     PROCTIME()                       AS proc_time
 FROM (
-    SELECT Fish_Id, Species, Error, ModelVersion, `Timestamp`,
+    SELECT Fish_Id, Species, Error, SignedError, ModelVersion, `Timestamp`,
            event_ms - MOD(event_ms, {window_ms}) AS WindowStartMs
     FROM (
         SELECT Fish_Id, Species, Error, ModelVersion, `Timestamp`,
+               (PredictedWeight - ActualWeight) / ActualWeight AS SignedError,
                EXTRACT(EPOCH FROM CAST(row_time AS TIMESTAMP(3))) * 1000
                    + EXTRACT(MILLISECOND FROM CAST(row_time AS TIMESTAMP(3))) AS event_ms
         FROM diffs_once
@@ -80,10 +81,12 @@ FROM diffs_by_window
 WINDOW w AS (PARTITION BY WindowStart, Species ORDER BY proc_time
              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
--- The change rule's running figures (26_rules.sql explains the rule): per species and
--- model version, its {change_records} most recent joined records in arrival order. One
--- row per joined record, which also carries that record's own `Error` and window
--- (`WindowStartMs`) for the metrics stage (28_metrics.sql).
+-- The change rule's and the bias rule's running figures (26_rules.sql explains both
+-- rules): per species and model version, its {change_records} and its {bias_records}
+-- most recent joined records in arrival order. Flink plans one OVER window per SELECT,
+-- so the bias rule's (`b`) is computed in the inner one and the change rule's (`c`) on
+-- its rows. One row per joined record, which also carries that record's own `Error` and
+-- window (`WindowStartMs`) for the metrics stage (28_metrics.sql).
 CREATE TEMPORARY VIEW change_running AS
 SELECT
     Species,
@@ -101,7 +104,26 @@ SELECT
                                             AS Change_Fish_Id,
     MIN(CASE WHEN Error > {error_threshold} THEN `Timestamp` END) OVER c
                                             AS Change_Timestamp,
+    BiasSpanStart, BiasSpanEnd, BiasFish_Id_Start, BiasFish_Id_End, BiasFirst_Fish_Id,
+    BiasErrorAvg, BiasCount, BiasSum, BiasSquares,
     proc_time
-FROM diffs_by_window
+FROM (
+    SELECT
+        Fish_Id, Species, Error, ModelVersion, `Timestamp`, WindowStartMs, proc_time,
+        -- The bias rule's: the sum and the sum of squares of the signed relative errors
+        -- ((predicted - actual) / actual) give their mean and standard deviation.
+        MIN(`Timestamp`)             OVER b AS BiasSpanStart,
+        MAX(`Timestamp`)             OVER b AS BiasSpanEnd,
+        MIN(Fish_Id)                 OVER b AS BiasFish_Id_Start,
+        MAX(Fish_Id)                 OVER b AS BiasFish_Id_End,
+        FIRST_VALUE(Fish_Id)         OVER b AS BiasFirst_Fish_Id,
+        AVG(Error)                   OVER b AS BiasErrorAvg,
+        COUNT(SignedError)           OVER b AS BiasCount,
+        SUM(SignedError)             OVER b AS BiasSum,
+        SUM(SignedError * SignedError) OVER b AS BiasSquares
+    FROM diffs_by_window
+    WINDOW b AS (PARTITION BY Species, ModelVersion ORDER BY proc_time
+                 ROWS BETWEEN {bias_preceding} PRECEDING AND CURRENT ROW)
+)
 WINDOW c AS (PARTITION BY Species, ModelVersion ORDER BY proc_time
              ROWS BETWEEN {change_preceding} PRECEDING AND CURRENT ROW);

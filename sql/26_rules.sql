@@ -52,8 +52,46 @@ FROM (
 )
 WHERE crossing = 1;
 
--- Every retrain event, from either rule: the trainer tells them apart by `Rule`.
+-- The bias rule: a drift too small for the threshold (a scale reading 5 % heavy, a
+-- season's fatter fish) leaves every error below it, so neither rule above fires and
+-- the model would serve several times the noise floor for good. The signed errors
+-- ((predicted - actual) / actual) of such a species all lean one way. So, per species,
+-- over its {bias_records} most recent joined records scored by the serving model version
+-- (arrival order): fire when their mean signed error is more than bias_t standard errors
+-- from 0 (a t statistic, so each species is judged against its own noise: walleye's
+-- relative noise is twice salmon's) and at least {bias_min} from 0. An outlier widens
+-- the standard deviation and cannot fire it. Written without a square root:
+-- mean^2 * n > t^2 * variance, with mean = BiasSum / n and variance from BiasSquares.
+-- One event per species and model version, insert-only like the others; its window is
+-- the span of those records, its change start their earliest Timestamp (the trainer
+-- finds where in that span the errors shifted). State: {bias_records} rows per species
+-- and version, expiring after state_ttl_s.
+CREATE TEMPORARY VIEW bias_events AS
+SELECT
+    CAST(TO_TIMESTAMP_LTZ(BiasSpanStart, 3) AS TIMESTAMP(3)) AS WindowStart,
+    CAST(TO_TIMESTAMP_LTZ(BiasSpanEnd, 3) AS TIMESTAMP(3))   AS WindowEnd,
+    ARRAY[Species] AS Species, BiasFish_Id_Start AS Fish_Id_Start,
+    BiasFish_Id_End AS Fish_Id_End, BiasSpanEnd AS Timestamp_End,
+    BiasErrorAvg AS ErrorAvg, BiasCount AS `Count`, ARRAY[ModelVersion] AS ModelVersions,
+    ModelVersion AS ModelVersionMax,
+    CAST('bias' AS STRING) AS `Rule`, BiasFirst_Fish_Id AS Change_Fish_Id,
+    BiasSpanStart AS Change_Timestamp
+FROM (
+    SELECT *,
+        COUNT(*) OVER (PARTITION BY Species, ModelVersion ORDER BY proc_time
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS crossing
+    FROM change_running_once
+    WHERE {bias_on} AND BiasCount = {bias_records}
+      AND ABS(BiasSum) > {bias_min} * BiasCount
+      AND BiasSum * BiasSum * ({bias_records} - 1)
+          > {bias_t_squared} * (BiasSquares * BiasCount - BiasSum * BiasSum)
+)
+WHERE crossing = 1;
+
+-- Every retrain event, from any rule: the trainer tells them apart by `Rule`.
 CREATE TEMPORARY VIEW retrain_events AS
 SELECT * FROM window_events
 UNION ALL
-SELECT * FROM change_events;
+SELECT * FROM change_events
+UNION ALL
+SELECT * FROM bias_events;

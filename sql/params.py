@@ -71,6 +71,12 @@ def sql_params(settings: Settings) -> dict[str, str]:
         "change_preceding": str(settings.change_records - 1),
         "change_over": str(settings.change_over),
         "error_threshold": repr(float(settings.error_threshold)),
+        # The bias rule (26_rules.sql); bias_records = 0 turns it off (one row, never fires).
+        "bias_on": "TRUE" if settings.bias_records else "FALSE",
+        "bias_records": str(max(settings.bias_records, 1)),
+        "bias_preceding": str(max(settings.bias_records - 1, 0)),
+        "bias_t_squared": repr(float(settings.bias_t) ** 2),
+        "bias_min": repr(float(settings.bias_min)),
         # The SQL fast path of validation (udfs/validation.py, clean_shape_pattern).
         "max_length": repr(float(settings.max_length)),
         "max_height": repr(float(settings.max_height)),

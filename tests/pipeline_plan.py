@@ -317,6 +317,31 @@ def check_change_rule_fires_once_per_species_and_version(run):
         assert event["Change_Timestamp"] <= event["Timestamp_End"]
 
 
+def check_bias_rule_events_are_sound_and_once_per_species_and_version(run):
+    """The bias rule (a lean of a species' last bias_records signed errors) fires at most
+    once per species and model version, over exactly bias_records joined records. Whether
+    it fires here depends on arrival order (salmon's small errors all lean one way, its
+    large ones widen the spread), so each event it gives is checked against the diffs: the
+    records of its span are there, and the test holds for some bias_records of them."""
+    settings, out = run.settings, run.out
+    events = [e for e in out.values("retrains") if e["Rule"] == "bias"]
+    assert max(Counter((e["Species"][0], e["ModelVersionMax"]) for e in events).values(),
+               default=1) == 1, events
+    observed = list(out.values("diffs"))
+    for event in events:
+        (species,) = event["Species"]
+        assert event["Count"] == settings.bias_records and event["ModelVersions"] == [1]
+        span = [d for d in observed if d["Species"] == species
+                and event["Change_Timestamp"] <= d["Timestamp"] <= event["Timestamp_End"]
+                and event["Fish_Id_Start"] <= d["Fish_Id"] <= event["Fish_Id_End"]]
+        assert len(span) >= settings.bias_records, (event, span)
+        assert event["Change_Timestamp"] == min(d["Timestamp"] for d in span)
+        errors = sorted(d["Error"] for d in span)
+        n = settings.bias_records
+        assert sum(errors[:n]) / n - 1e-9 <= event["ErrorAvg"] <= sum(errors[-n:]) / n + 1e-9
+        assert event["ErrorAvg"] > settings.bias_min
+
+
 def check_every_window_is_reported_once_with_final_figures(run):
     settings, plan, out = run.settings, run.plan, run.out
     counts = Counter(_key(w) for w in out.values("windows"))
@@ -406,6 +431,7 @@ CHECKS = [
     check_join_yields_one_diff_per_fish_within_the_bound,
     check_retrain_fires_early_once_per_drifting_window,
     check_change_rule_fires_once_per_species_and_version,
+    check_bias_rule_events_are_sound_and_once_per_species_and_version,
     check_every_window_is_reported_once_with_final_figures,
     check_bad_input_is_dead_lettered_with_its_reason,
     check_a_repeated_fish_id_is_one_fish,

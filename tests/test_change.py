@@ -2,7 +2,9 @@
 
 The trainer (``models.decisions.Trainer``) runs without Kafka here: a SQLite store, a real
 model registry with the bootstrap model (100 simulated salmon), and events shaped like
-the job's change rule writes them (``sql/26_rules.sql``).
+the job's change and bias rules write them (``sql/26_rules.sql``; ``tests/test_sql.py``
+runs the rules themselves). The last part: a drift too small for the error threshold,
+the bias rule's test and where the errors shifted.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from fishweight.jobs.trainer_metrics import TrainerMetrics
 from fishweight.models.bootstrap import bootstrap_frame, bootstrap_model
 from fishweight.models.decisions import Trainer, window_key
 from fishweight.models.estimator import refit_species
-from fishweight.models.policy import fit, relative_errors
+from fishweight.models.policy import fit, leans, relative_errors, shift_start, signed_errors
 from fishweight.records import event_problem
 from fishweight.runtime.settings import Settings
 
@@ -179,7 +181,7 @@ def test_a_new_species_with_a_change_start_takes_the_window_path(trainer):
 
 
 @pytest.mark.parametrize("change, problem", [
-    ({"Rule": "season"}, "Rule must be one of window, change"),
+    ({"Rule": "season"}, "Rule must be one of window, change, bias"),
     ({"Change_Timestamp": "yesterday"}, "Change_Timestamp must be a positive integer"),
     ({"Change_Fish_Id": -3}, "Change_Fish_Id must be a positive integer"),
     ({"ModelVersionMax": None}, "a change event needs ModelVersionMax"),
@@ -466,3 +468,138 @@ def test_an_older_versions_event_whose_records_are_not_stored_is_stale_as_before
     decision = trainer.handle_retrain(event)
     assert decision.action == "skipped_stale"
     assert "2 of the event's records are stored" in decision.detail, decision.detail
+
+
+# -- a drift within the threshold: the bias rule ---------------------------------------
+def _bias_event(records, version=1):
+    """The bias rule's event over ``records`` (its last bias_records, in arrival order)."""
+    errors = [r["Error"] for r in records]
+    return {"WindowStart": "2023-11-14T22:13:20", "WindowEnd": "2023-11-14T22:14:20",
+            "Species": [records[0]["Species"]], "Fish_Id_Start": records[0]["Fish_Id"],
+            "Fish_Id_End": records[-1]["Fish_Id"], "Timestamp_End": records[-1]["Timestamp"],
+            "ErrorAvg": sum(errors) / len(errors), "Count": len(records),
+            "ModelVersions": [version], "ModelVersionMax": version, "Rule": "bias",
+            "Change_Fish_Id": records[0]["Fish_Id"], "Change_Timestamp": records[0]["Timestamp"]}
+
+
+def test_the_bias_test_sees_a_lean_within_the_noise_but_not_noise_or_an_outlier():
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0, 0.022, 15)  # salmon's relative noise
+    assert not leans(noise - noise.mean(), 5.5, 0.02)
+    assert leans(noise - noise.mean() + 0.05, 5.5, 0.02)  # 5 % heavy predictions
+    assert leans(noise - noise.mean() - 0.05, 5.5, 0.02)  # and 5 % light
+    assert not leans(noise - noise.mean() + 0.015, 5.5, 0.02)  # below bias_min
+    outlier = noise - noise.mean()
+    outlier[7] = 1 / 1.4 - 1  # one fish mis-weighed by +40 %
+    assert not leans(outlier, 5.5, 0.02)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_shift_is_found_where_the_errors_moved(seed):
+    rng = np.random.default_rng(seed)
+    before, after = rng.normal(0, 0.022, 18), rng.normal(0.06, 0.022, 12)
+    assert abs(shift_start(np.concatenate([before, after])) - 18) <= 1
+    assert shift_start(rng.normal(0.06, 0.022, 30)) == 0  # off on all alike: nothing to cut
+
+
+def _salmon_heavier_by(trainer, rng, scale, before=40, after=10, bias_records=15):
+    """``before`` salmon as v1 knows them, then ``after`` heavier by ``scale``: stored;
+    the bias event over the last ``bias_records`` of them."""
+    v1 = trainer.registry.load_current()
+    records = (_diffs(salmon(before, rng), 1, T0, v1.estimator)
+               + _diffs(salmon(after, rng, weight_scale=scale), before + 1,
+                        T0 + 2000 * before, v1.estimator))
+    trainer.store_diffs(records)
+    return records, _bias_event(records[-bias_records:])
+
+
+def test_a_drift_within_the_threshold_is_learnt_from_where_it_began(trainer):
+    """Salmon 6 % heavier: every error is below 0.15, 10 of them lean one way. The event's
+    span starts 5 fish before the change; the trainer cuts where the errors shifted and
+    refits only the records since, gated on the mean (a drift within the noise leaves
+    records the old line predicts better by chance)."""
+    rng = np.random.default_rng(21)
+    records, event = _salmon_heavier_by(trainer, rng, 1.06)
+    assert max(r["Error"] for r in records) < 0.15
+    decision = trainer.handle_retrain(event)
+    assert decision.action == "promoted", decision.detail
+    assert decision.reason == "bias" and decision.training_species == {"salmon": 10}
+    assert decision.gate["since_ms"] == records[40]["Timestamp"]  # the first heavier fish
+    v2 = trainer.registry.load_current()
+    assert v2.manifest["changes"] == {"salmon": records[40]["Timestamp"]}
+    heavier = salmon(300, rng, weight_scale=1.06)
+    exact = 1.06 * (0.05 * heavier["Length"] + 0.01 * heavier["Height"])
+    floor = float(np.mean(np.abs(exact - heavier["Weight"]) / heavier["Weight"]))
+    v1 = trainer.registry.load(1)
+    assert relative_errors(v1.estimator, heavier).mean() > 2.5 * floor  # what it served
+    assert relative_errors(v2.estimator, heavier).mean() < 1.3 * floor
+    # The rule fires once per species and version: a replay is decided once.
+    assert trainer.handle_retrain(event).action == "skipped_duplicate"
+
+
+def test_the_change_gate_would_refuse_what_the_bias_gate_lets_through(trainer):
+    """The same small drift as a change event: its gate wants every record better, which
+    noise of the old line's size makes unlikely; the bias event is gated on the mean."""
+    rng = np.random.default_rng(22)
+    records, event = _salmon_heavier_by(trainer, rng, 1.05, after=12)
+    change = {**event, "Rule": "change", "Change_Timestamp": records[40]["Timestamp"]}
+    refused = trainer.handle_retrain(change)
+    assert refused.action == "not_promoted" and not refused.gate["every_record_better"]
+    promoted = trainer.handle_retrain(event)
+    assert promoted.action == "promoted", promoted.detail
+    assert promoted.gate["candidate_loo"] < promoted.gate["current"] * 0.95
+
+
+def test_an_old_versions_bias_event_is_stale_once_the_drift_is_learnt(trainer):
+    rng = np.random.default_rng(23)
+    records, event = _salmon_heavier_by(trainer, rng, 1.06, after=12)
+    assert trainer.handle_retrain(event).action == "promoted"
+    v2 = trainer.registry.load_current()
+    # v1's records go on arriving while v2 is published: the rule fires on them again
+    # only under another version; an event of v1 with later records is stale.
+    later = _diffs(salmon(5, rng, weight_scale=1.06), 53, T0 + 2000 * 52, v2.estimator)
+    trainer.store_diffs(later)
+    stale = trainer.handle_retrain({**_bias_event(records[-10:] + later), "ModelVersions": [1],
+                                    "ModelVersionMax": 1, "WindowStart": "other"})
+    assert stale.action in ("skipped_stale", "skipped_duplicate"), stale.detail
+    assert trainer.registry.load_current().version == v2.version
+
+
+def test_a_species_the_model_does_not_know_takes_the_window_path(trainer):
+    """A new species whose shared-line predictions are off by less than the threshold is
+    learnt like any new species (its newest records and the others' memory)."""
+    v1 = trainer.registry.load_current()
+    rng = np.random.default_rng(24)
+    trainer.store_diffs(_diffs(salmon(40, rng), 1, T0, v1.estimator))
+    walleye = _diffs(_walleye(15, rng), 41, T0 + 80_000, v1.estimator)
+    trainer.store_diffs(walleye)
+    decision = trainer.handle_retrain(_bias_event(walleye))
+    assert decision.reason == "window" and decision.action == "promoted", decision.detail
+    assert decision.training_species["salmon"] >= 25
+
+
+def test_a_bias_event_needs_its_model_version():
+    event = _bias_event([{"Fish_Id": 1, "Species": "salmon", "Timestamp": T0, "Error": 0.05}])
+    assert event_problem(event) is None
+    assert event_problem({**event, "ModelVersionMax": None}).startswith(
+        "a bias event needs ModelVersionMax")
+
+
+def test_signed_errors_are_the_jobs_figure_with_its_sign():
+    from fishweight.models.bootstrap import bootstrap_frame
+    from tests.test_change import fit
+
+    model = fit(bootstrap_frame())
+    fish = salmon(20, np.random.default_rng(25))
+    assert np.allclose(np.abs(signed_errors(model, fish)), relative_errors(model, fish))
+
+
+def test_a_window_event_of_a_changed_species_is_gated_like_a_change(trainer):
+    """Only the bias rule's events are gated on the mean alone: a window event of a known
+    species with a change start is a change, and its gate wants every record better."""
+    rng = np.random.default_rng(22)
+    records, event = _salmon_heavier_by(trainer, rng, 1.05, after=12)
+    window = {**event, "Rule": "window", "Change_Timestamp": records[40]["Timestamp"]}
+    decision = trainer.handle_retrain(window)
+    assert decision.reason == "change" and decision.action == "not_promoted"
+    assert not decision.gate["every_record_better"]

@@ -124,7 +124,7 @@ def test_no_unbounded_over_keeps_state_that_the_ttl_does_not_expire(kafka_plan):
     overs = [node["contents"] for node in kafka_plan
              if "OverAggregate(" in node["contents"]
              and "UNBOUNDED PRECEDING" in node["contents"]]
-    assert len(overs) == 5, overs  # first seen (2), the window rule's figures, 2 crossings
+    assert len(overs) == 6, overs  # first seen (2), the window rule's figures, 3 crossings
     for contents in overs:
         for kept_apart in ("DISTINCT", "ARRAY_AGG(", "COLLECT(", "LISTAGG(", "JSON_ARRAYAGG("):
             assert kept_apart not in contents, contents
@@ -208,3 +208,48 @@ def test_the_window_rule_names_the_window_weight_windows_closes(tmp_path):
     fired = [e for e in out.values("retrains") if e["Rule"] == "window"]
     assert [(e["WindowStart"][:19], e["Species"]) for e in fired] == [(window_1, ["salmon"])]
     assert fired[0]["Count"] == settings.min_window_count
+
+
+def test_the_bias_rule_fires_once_on_a_species_whose_errors_lean_one_way(tmp_path):
+    """A drift too small for the threshold: salmon's errors are all below it but lean one
+    way (about 6 % heavy predictions), trout's are as large but scatter around 0. The bias
+    rule fires once for salmon, on the record that fills its bias_records, with the span
+    it looked at; never for trout; and neither threshold rule fires."""
+    import pandas as pd
+
+    from tests.pipeline_helpers import Sent
+    from tests.pipeline_plan import T0, S
+
+    settings = Settings.load(state_dir=str(tmp_path), web_ui_port=0, parallelism=1,
+                             checkpoint_interval_s=0)
+    bootstrap_model(settings)
+    model = ModelRegistry.for_settings(settings).load_current()
+    n = settings.bias_records
+    measurements, weights = [], []
+    for i in range(1, 2 * n + 1):
+        species = "salmon" if i % 2 else "trout"
+        lean = 0.06 + 0.01 * ((i % 5) - 2) if species == "salmon" else 0.05 * (-1) ** (i // 2)
+        record = {"Species": species, "Fish_Id": i, "Length": 88.0 + i % 7, "Height": 19.0}
+        frame = pd.DataFrame([{k: record[k] for k in ("Species", "Length", "Height")}])
+        predicted = float(model.estimator.predict(frame)[0])
+        measured, weighed = T0 + 2 * i * S, T0 + (2 * i + 10) * S
+        measurements.append(Sent({**record, "Timestamp": measured}, measured, key=i))
+        weights.append(Sent({"Species": species, "Fish_Id": i,
+                             "Weight": round(predicted / (1 + lean), 6),
+                             "Timestamp": weighed}, weighed, key=i))
+    out = run_in_memory(settings, measurements, weights, tmp_path / "outputs")
+
+    diffs = {d["Fish_Id"]: d for d in out.values("diffs")}
+    assert len(diffs) == 2 * n and max(d["Error"] for d in diffs.values()) < 0.1
+    events = out.values("retrains")
+    assert [e["Rule"] for e in events] == ["bias"], events
+    (event,) = events
+    salmon = sorted(i for i, d in diffs.items() if d["Species"] == "salmon")
+    assert event["Species"] == ["salmon"] and event["Count"] == n
+    assert (event["Fish_Id_Start"], event["Fish_Id_End"]) == (salmon[0], salmon[n - 1])
+    assert event["Change_Fish_Id"] == salmon[0]
+    assert event["Change_Timestamp"] == diffs[salmon[0]]["Timestamp"]
+    assert event["Timestamp_End"] == diffs[salmon[n - 1]]["Timestamp"]
+    assert event["ModelVersions"] == [1] and event["ModelVersionMax"] == 1
+    assert event["ErrorAvg"] == pytest.approx(
+        sum(diffs[i]["Error"] for i in salmon[:n]) / n, abs=1e-9)

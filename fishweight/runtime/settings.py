@@ -213,6 +213,24 @@ class Settings:
                   "doc": "Change rule: a retrain event when this many of those records exceed "
                          "`error_threshold` (robust to an outlier, unlike a mean)"},
     )
+    bias_records: int = field(
+        default=15,
+        metadata={"env": "FISHWEIGHT_BIAS_RECORDS",
+                  "doc": "Bias rule: it looks at each species' most recent joined records "
+                         "scored by the serving model version, this many, for a drift too "
+                         "small for `error_threshold` (0 = off)"},
+    )
+    bias_t: float = field(
+        default=5.5,
+        metadata={"env": "FISHWEIGHT_BIAS_T",
+                  "doc": "Bias rule: a retrain event when those records' mean signed error "
+                         "is this many standard errors from 0 (a t statistic) ..."},
+    )
+    bias_min: float = field(
+        default=0.02,
+        metadata={"env": "FISHWEIGHT_BIAS_MIN",
+                  "doc": "... and at least this far from 0 (a relative error: 0.02 = 2 %)"},
+    )
     change_min_records: int = field(
         default=4,
         metadata={"env": "FISHWEIGHT_CHANGE_MIN_RECORDS",
@@ -456,6 +474,10 @@ class Settings:
         if not 1 <= self.change_over <= self.change_records <= 1000:
             problems.append("change_over and change_records must satisfy "
                             "1 <= change_over <= change_records <= 1000")
+        if not (self.bias_records == 0 or 3 <= self.bias_records <= 1000):
+            problems.append("bias_records must be 0 (off) or in 3..1000")
+        if not (self.bias_t > 0 and self.bias_min >= 0):
+            problems.append("bias_t must be > 0 and bias_min >= 0")
         if self.change_min_records < 3:  # the trainer refits a changed species on 3 or more
             problems.append("change_min_records must be >= 3")
         if self.state_ttl_s < 2 * (self.window_s + join_span_s):
