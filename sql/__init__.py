@@ -98,11 +98,12 @@ STAGES = (
     Stage(JOIN, (_once("pairs", "join", rowtime=COLUMN),
                  _once("dead_letters", "dead letters", rowtime=None))),
     Stage(PAIRS, (_once("diffs", "diffs"), _once("unmatched", "unmatched", rowtime=None))),
-    # The rules' running figures once each; the change rule's also feed the metrics stage.
+    # The rules' running figures once each; the change and bias rules' (one row per joined
+    # record) also feed the metrics stage.
     Stage(WINDOW, (_once("window_errors", "windows", rowtime=None),
                    _once("window_running", "window rule: running error", rowtime=None,
                          proctime=True),
-                   _once("change_running", "change rule: last errors", rowtime=None,
+                   _once("change_running", "change and bias rules: last errors", rowtime=None,
                          proctime=True))),
     Stage(RULES, (_once("retrain_events", "trigger", rowtime=None),)),
     # Counted per second (a handful of rows per second), then all of them to one
