@@ -14,7 +14,7 @@ the UDFs and adds materialization barriers)::
                                         │
                                         ▼
                       25_window (tumbling AVG(Error)) ─► window_sink
-                      26_rules (window and change rule) ─► retrain_sink
+                      26_rules (window, change and bias rules) ─► retrain_sink
 
 Local MiniCluster with the web UI::
 

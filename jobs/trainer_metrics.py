@@ -4,7 +4,7 @@ Names (all ``fishweight_trainer_*``; docs/metrics.md has the table):
 
 - ``events_total``: retrain events received (valid ones; bad records are dead letters)
 - ``decisions_total{action, reason}``: what the trainer did, by action
-  (``fishweight.models.decisions.ACTIONS``) and reason (window, change, refinement)
+  (``fishweight.models.decisions.ACTIONS``) and reason (window, change, bias, refinement)
 - ``decision_seconds{reason}``: fitting and gating one candidate, publishing included
 - ``candidate_error``, ``current_error``: the gate's figures at the latest decision that
   had a candidate (the candidate's leave-one-out error, the current model's error)

@@ -35,6 +35,12 @@ candidate predicts worse. The change is remembered in the manifest (``changes``)
 then on that species' older records are out of every training set and its refinement
 counts only records since the change.
 
+**A drift within the threshold** (the bias rule: a species' last errors lean one way,
+none over the threshold): handled as a change of that species, from where its errors
+shifted (``_shift_since``), gated on the mean only: with a lean of about twice the
+noise, the old line predicts some new fish better by chance, so "every record" would
+refuse a real drift; the rule's t statistic already refused outliers and noise.
+
 **Too few records yet.** An event decided ``skipped_too_few`` (the store just started,
 or a change had few records yet) is decided again each time more of its species'
 records are stored, rather than waiting for the refinement rule.
@@ -138,7 +144,7 @@ class Decision:
     action: str  # one of ACTIONS
     event: dict[str, Any]
     detail: str
-    reason: str = "window"  # window | change | refinement
+    reason: str = "window"  # window | change | bias | refinement
     version: int | None = None
     current_version: int | None = None
     gate: dict[str, Any] = field(default_factory=dict)
@@ -371,20 +377,24 @@ class Trainer:
         """Where a bias event's drift began (epoch ms).
 
         The bias rule fires once its last ``bias_records`` records lean one way, which
-        may be some records after the change. The current model's signed errors on the
-        species' records up to the event's last (up to twice as many, none before a
-        change it learnt) are split where they shifted (``policy.shift_start``); the
-        span's first record when they do not.
+        may be some records after the drift began. The current model's signed errors on
+        the species' records up to the event's last (twice as many at most, none before a
+        change it learnt) are split where they shifted the way the event's records lean
+        (``policy.shift_start``). Without such a split: the event's span, whose records
+        are known to lean.
         """
-        end = trigger_time_ms(event)
+        learnt = changes_of(current).get(species)
+        fallback = span_start if learnt is None else max(span_start, learnt)
         count = event.get("Count") if isinstance(event.get("Count"), int) else 0
-        records = self.store.latest(max(2 * count, 2 * self.settings.bias_records), end,
-                                    species, changes_of(current).get(species))
-        if len(records) < 4:
-            return span_start
+        records = self.store.latest(max(2 * count, 2 * self.settings.bias_records),
+                                    trigger_time_ms(event), species, learnt)
+        if len(records) < 6 or count < 2:
+            return fallback
         records.sort(key=lambda r: (r["Timestamp"], r["Fish_Id"]))
         signed = signed_errors(current.estimator, to_frame(records))
-        return int(records[shift_start(signed)]["Timestamp"])
+        direction = 1.0 if float(np.mean(signed[-count:])) >= 0 else -1.0
+        at = shift_start(signed, direction)
+        return fallback if at is None else int(records[at]["Timestamp"])
 
     def _stale_because(self, current: LoadedModel, event: dict[str, Any]) -> str | None:
         """Why an event is stale under ``current`` (None: it stands).
@@ -424,22 +434,24 @@ class Trainer:
         if len(records) < needed:  # too few stored to judge the rule again
             return stale + (f"had no full window yet ({len(records)} of the event's records "
                             f"are stored)")
-        errors = relative_errors(current.estimator, to_frame(records))
+        frame = to_frame(records)
+        errors = relative_errors(current.estimator, frame)
         over, mean = int((errors > s.error_threshold).sum()), float(errors.mean())
+        figures = f"{over} of {len(errors)} over the threshold, mean error {mean:.3f}"
         if rule_of(event) == "change":
             wrong = over >= s.change_over
         elif rule_of(event) == "bias":
-            wrong = leans(signed_errors(current.estimator, to_frame(records)), s.bias_t,
-                          s.bias_min)
+            signed = signed_errors(current.estimator, frame)
+            wrong = leans(signed, s.bias_t, s.bias_min)
+            figures = (f"mean signed error {float(signed.mean()):+.4f} over {len(signed)} "
+                       f"records, standard deviation {float(signed.std(ddof=1)):.4f}")
         else:
             wrong = mean > s.error_threshold
         if wrong:
-            log.info("event for %s stands under version %d: %d of its %d records over the "
-                     "threshold, mean error %.3f", species, current.version, over,
-                     len(errors), mean)
+            log.info("event for %s stands under version %d: %s", species, current.version,
+                     figures)
             return None
-        return stale + (f"predicts its records within the rule ({over} of {len(errors)} over "
-                        f"the threshold, mean error {mean:.3f})")
+        return stale + f"predicts its records within the rule ({figures})"
 
     def _wait_if_too_few(self, decision: Decision) -> None:
         """Keep an event that found too few records, to retry it as more are stored."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.metrics import mean_absolute_error, r2_score
 
 from fishweight.models.estimator import (
@@ -69,25 +70,25 @@ def leans(signed: np.ndarray, t: float, at_least: float) -> bool:
     return abs(mean) > at_least and abs(mean) * np.sqrt(n) > t * sd
 
 
-def shift_start(signed: np.ndarray, min_after: int = 3, min_t: float = 4.0) -> int:
-    """Where a run of signed errors shifted: the index of the first shifted record.
+def shift_start(signed: np.ndarray, direction: float, min_before: int = 3,
+                min_after: int = 3, min_z: float = 3.0) -> int | None:
+    """Where a run of signed errors shifted ``direction`` (+1 or -1), or None.
 
-    The split with the largest two-sample t statistic in the direction of the whole
-    run's lean, with at least one record before it and ``min_after`` after it; 0 when
-    no split reaches ``min_t`` (the model is off on all of them alike: nothing to cut).
+    The index of the first shifted record; None when no split shows a shift. Each split
+    with ``min_before`` records before it and ``min_after`` after is scored by the
+    rank-sum z statistic of the records after it (Mann-Whitney): ranks, so a fish
+    mis-weighed by 40 % counts as one high rank, not as a mean of its own. The split with
+    the largest z, if it reaches ``min_z``.
     """
-    n = len(signed)
-    direction = 1.0 if float(np.mean(signed)) >= 0 else -1.0
-    best, best_t = 0, min_t
-    for j in range(1, n - min_after + 1):
-        before, after = signed[:j], signed[j:]
-        resid = np.concatenate([before - before.mean(), after - after.mean()])
-        pooled = float(np.sqrt(np.sum(resid ** 2) / max(n - 2, 1)))
-        if pooled == 0.0:
-            continue
-        t = direction * (after.mean() - before.mean()) / (pooled * np.sqrt(1 / j + 1 / (n - j)))
-        if t > best_t:
-            best, best_t = j, t
+    ranks = rankdata(direction * np.asarray(signed, dtype=float))
+    n = len(ranks)
+    best, best_z = None, min_z
+    for j in range(min_before, n - min_after + 1):
+        after = n - j
+        z = ((ranks[j:].sum() - after * (n + 1) / 2)
+             / np.sqrt(j * after * (n + 1) / 12))
+        if z > best_z:
+            best, best_z = j, z
     return best
 
 

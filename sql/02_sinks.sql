@@ -46,8 +46,9 @@ CREATE TEMPORARY TABLE window_sink (
 -- Retrain events (weight-retrain): the window's fields (figures so far) plus which rule
 -- fired and where the change began (sql/26_rules.sql).
 CREATE TEMPORARY TABLE retrain_sink (
-    `Rule`           STRING,  -- window | change
-    Change_Fish_Id   BIGINT,  -- the first record over the threshold the rule saw
+    `Rule`           STRING,  -- window | change | bias
+    Change_Fish_Id   BIGINT,  -- the first record over the threshold the rule saw (bias:
+                              -- the first of the records it looked at)
     Change_Timestamp BIGINT   -- its Timestamp (epoch ms)
 ) WITH (
     {retrain_sink}

@@ -3,10 +3,10 @@
 -- aligned to the epoch (by the weight's event time), and kept per species: a new
 -- species is not averaged away by the fish it arrives among, and each species has its
 -- own verdict. `Species` stays an array (of one) for the tutorial's record shape.
--- The running figures of both retrain rules are materialized after this file
+-- The running figures of the retrain rules are materialized after this file
 -- (`window_running_once`, `change_running_once`, with a fresh `proc_time`) and read by
--- the rules (26_rules.sql); the change rule's, with each joined record's own Error and
--- window, also by the metrics stage (28_metrics.sql).
+-- the rules (26_rules.sql); the change and bias rules', with each joined record's own
+-- Error and window, also by the metrics stage (28_metrics.sql).
 
 -- Every window's final figures (weight-windows, for monitoring and the report). This
 -- closes when the watermark passes the window's end, which the interval join holds
@@ -45,7 +45,10 @@ FROM (
            event_ms - MOD(event_ms, {window_ms}) AS WindowStartMs
     FROM (
         SELECT Fish_Id, Species, Error, ModelVersion, `Timestamp`,
-               (PredictedWeight - ActualWeight) / ActualWeight AS SignedError,
+               -- Within +-1: an absurd weight (a gram for a salmon) would leave its
+               -- square's rounding in the bias rule's sliding sums for good.
+               GREATEST(-1.0, LEAST(1.0, (PredictedWeight - ActualWeight) / ActualWeight))
+                   AS SignedError,
                EXTRACT(EPOCH FROM CAST(row_time AS TIMESTAMP(3))) * 1000
                    + EXTRACT(MILLISECOND FROM CAST(row_time AS TIMESTAMP(3))) AS event_ms
         FROM diffs_once

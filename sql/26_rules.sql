@@ -64,7 +64,7 @@ WHERE crossing = 1;
 -- mean^2 * n > t^2 * variance, with mean = BiasSum / n and variance from BiasSquares.
 -- One event per species and model version, insert-only like the others; its window is
 -- the span of those records, its change start their earliest Timestamp (the trainer
--- finds where in that span the errors shifted). State: {bias_records} rows per species
+-- finds where the errors shifted). State: {bias_records} rows per species
 -- and version, expiring after state_ttl_s.
 CREATE TEMPORARY VIEW bias_events AS
 SELECT

@@ -339,7 +339,7 @@ def check_bias_rule_events_are_sound_and_once_per_species_and_version(run):
         errors = sorted(d["Error"] for d in span)
         n = settings.bias_records
         assert sum(errors[:n]) / n - 1e-9 <= event["ErrorAvg"] <= sum(errors[-n:]) / n + 1e-9
-        assert event["ErrorAvg"] > settings.bias_min
+        assert event["ErrorAvg"] > settings.bias_min - 0.001  # Error has 3 decimals
 
 
 def check_every_window_is_reported_once_with_final_figures(run):

@@ -495,11 +495,17 @@ def test_the_bias_test_sees_a_lean_within_the_noise_but_not_noise_or_an_outlier(
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_the_shift_is_found_where_the_errors_moved(seed):
+def test_the_shift_is_found_where_the_errors_moved_outliers_or_not(seed):
     rng = np.random.default_rng(seed)
     before, after = rng.normal(0, 0.022, 18), rng.normal(0.06, 0.022, 12)
-    assert abs(shift_start(np.concatenate([before, after])) - 18) <= 1
-    assert shift_start(rng.normal(0.06, 0.022, 30)) == 0  # off on all alike: nothing to cut
+    run = np.concatenate([before, after])
+    assert abs(shift_start(run, 1.0) - 18) <= 1
+    assert abs(shift_start(-run, -1.0) - 18) <= 1  # lighter predictions alike
+    assert shift_start(run, -1.0) is None  # no shift the other way
+    mis_weighed = run.copy()
+    mis_weighed[[0, 9]] = (1 + run[[0, 9]]) / 1.4 - 1  # two fish weighed 40 % heavy
+    assert abs(shift_start(mis_weighed, 1.0) - 18) <= 1
+    assert shift_start(rng.normal(0.06, 0.022, 30), 1.0) is None  # off alike: no cut
 
 
 def _salmon_heavier_by(trainer, rng, scale, before=40, after=10, bias_records=15):
@@ -550,19 +556,39 @@ def test_the_change_gate_would_refuse_what_the_bias_gate_lets_through(trainer):
     assert promoted.gate["candidate_loo"] < promoted.gate["current"] * 0.95
 
 
-def test_an_old_versions_bias_event_is_stale_once_the_drift_is_learnt(trainer):
+def test_an_old_versions_bias_event_is_stale_once_its_records_no_longer_lean(trainer):
+    """Salmon 25 % heavier: the change rule fires on the third heavier fish and v2 learns
+    the change; the bias rule fires on v1's records a few fish later (its 15 records
+    span the change). Under v2 those records no longer lean: stale, nothing refit."""
+    v1 = trainer.registry.load_current()
     rng = np.random.default_rng(23)
-    records, event = _salmon_heavier_by(trainer, rng, 1.06, after=12)
-    assert trainer.handle_retrain(event).action == "promoted"
-    v2 = trainer.registry.load_current()
-    # v1's records go on arriving while v2 is published: the rule fires on them again
-    # only under another version; an event of v1 with later records is stale.
-    later = _diffs(salmon(5, rng, weight_scale=1.06), 53, T0 + 2000 * 52, v2.estimator)
+    change = _salmon_heavier_since_fish_41(trainer, rng)  # fish 41-44 heavier
+    assert trainer.handle_retrain(change).action == "promoted"
+    later = _diffs(salmon(4, rng, weight_scale=1.25), 45, T0 + 88_000, v1.estimator)
     trainer.store_diffs(later)
-    stale = trainer.handle_retrain({**_bias_event(records[-10:] + later), "ModelVersions": [1],
-                                    "ModelVersionMax": 1, "WindowStart": "other"})
-    assert stale.action in ("skipped_stale", "skipped_duplicate"), stale.detail
-    assert trainer.registry.load_current().version == v2.version
+    span = trainer.store.latest(15, later[-1]["Timestamp"] + 1, "salmon")
+    decision = trainer.handle_retrain(_bias_event(sorted(span, key=lambda r: r["Fish_Id"])))
+    assert decision.action == "skipped_stale", decision.detail
+    assert "predicts its records within the rule" in decision.detail
+    assert trainer.registry.load_current().version == 2
+
+
+def test_an_old_versions_bias_event_stands_while_the_new_one_leans_too(trainer):
+    """v2 learnt walleye from records before salmon drifted 6 %; v1's bias event for the
+    salmon after it still leans under v2: acted on at once."""
+    v1 = trainer.registry.load_current()
+    rng = np.random.default_rng(26)
+    trainer.store_diffs(_diffs(salmon(30, rng), 1, T0, v1.estimator))
+    walleye = _diffs(_walleye(6, rng), 31, T0 + 60_000, v1.estimator)
+    trainer.store_diffs(walleye)
+    learnt = trainer.handle_retrain({**_bias_event(walleye), "Rule": "window",
+                                     "WindowStart": "2023-11-14T22:14:00"})
+    assert learnt.action == "promoted" and learnt.reason == "window", learnt.detail
+    heavier = _diffs(salmon(15, rng, weight_scale=1.06), 37, T0 + 72_000, v1.estimator)
+    trainer.store_diffs(heavier)
+    decision = trainer.handle_retrain(_bias_event(heavier))
+    assert decision.action == "promoted" and decision.reason == "bias", decision.detail
+    assert decision.training_species == {"salmon": 15}
 
 
 def test_a_species_the_model_does_not_know_takes_the_window_path(trainer):

@@ -229,7 +229,7 @@ class Settings:
     bias_min: float = field(
         default=0.02,
         metadata={"env": "FISHWEIGHT_BIAS_MIN",
-                  "doc": "... and at least this far from 0 (a relative error: 0.02 = 2 %)"},
+                  "doc": "... and more than this far from 0 (a relative error: 0.02 = 2 %)"},
     )
     change_min_records: int = field(
         default=4,
@@ -476,8 +476,8 @@ class Settings:
                             "1 <= change_over <= change_records <= 1000")
         if not (self.bias_records == 0 or 3 <= self.bias_records <= 1000):
             problems.append("bias_records must be 0 (off) or in 3..1000")
-        if not (self.bias_t > 0 and self.bias_min >= 0):
-            problems.append("bias_t must be > 0 and bias_min >= 0")
+        if not (0 < self.bias_t <= 100 and 0 <= self.bias_min < 1):
+            problems.append("bias_t must be in (0, 100] and bias_min in [0, 1)")
         if self.change_min_records < 3:  # the trainer refits a changed species on 3 or more
             problems.append("change_min_records must be >= 3")
         if self.state_ttl_s < 2 * (self.window_s + join_span_s):
