@@ -157,12 +157,12 @@ def test_a_recalibrated_camera_is_caught_anywhere_in_a_window(kafka, tmp_path, d
                                       "camera_slightly_off.toml"])
 def test_a_drift_within_the_threshold_is_healed_to_the_noise_floor(kafka, tmp_path,
                                                                    scenario):
-    """Salmon 8 % heavier, or lengths read 6 % long: the model would serve 3-4x the noise
-    floor for good. The bias rule fires; the first model that learnt it is served within
+    """Salmon 8 % heavier (5 % of the fish mis-weighed throughout), or lengths read 6 %
+    long: the model would serve 3-4x the noise floor for good. The bias rule fires; the first model that learnt it is served within
     20 fish of the drift, near the noise floor."""
     _, _, s = _run(kafka, tmp_path, scenario, 30)
     (drift,) = s["drifts"]
-    assert drift["over_threshold_until_recovery"] == 0, drift
+    assert drift["over_threshold_until_recovery"] <= 1, drift  # an outlier's error
     assert drift["fish_until_served"] is not None and drift["fish_until_served"] <= 20, drift
     assert drift["error_to_noise_floor_30"] <= 1.3, drift
     first = next(v for v in s["versions_promoted"] if v["reason"] == "bias")
