@@ -158,8 +158,9 @@ def test_a_recalibrated_camera_is_caught_anywhere_in_a_window(kafka, tmp_path, d
 def test_a_drift_within_the_threshold_is_healed_to_the_noise_floor(kafka, tmp_path,
                                                                    scenario):
     """Salmon 8 % heavier (5 % of the fish mis-weighed throughout), or lengths read 6 %
-    long: the model would serve 3-4x the noise floor for good. The bias rule fires; the first model that learnt it is served within
-    20 fish of the drift, near the noise floor."""
+    long: the model would serve 3-4x the noise floor for good. The bias rule fires; the
+    first model that learnt it is served within 20 fish of the drift, near the noise
+    floor."""
     _, _, s = _run(kafka, tmp_path, scenario, 30)
     (drift,) = s["drifts"]
     assert drift["over_threshold_until_recovery"] <= 1, drift  # an outlier's error
