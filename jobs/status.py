@@ -157,11 +157,12 @@ def lines(status: JobStatus) -> list[str]:
                       if name.startswith("species.") and name.count(".") >= 2})
     for sp in species:
         f = lambda name, sp=sp: m.get(f"species.{sp}.{name}")  # noqa: E731
-        over = f("changeErrorsOver")
+        over, lean = f("changeErrorsOver"), f("biasLeanPpm")
         out.append(f"  {sp}: joined {int(f('joinedPairs') or 0)}, error: current window "
                    f"{_ppm(f('windowErrorAvgPpm'))}, last closed window "
                    f"{_ppm(f('lastWindowErrorAvgPpm'))}, change rule "
-                   f"{'-' if over is None or over < 0 else int(over)} over the threshold; "
+                   f"{'-' if over is None or over < 0 else int(over)} over the threshold, "
+                   f"bias rule lean {'-' if lean is None else f'{lean / 1e6:+.3f}'}; "
                    f"retrain events {int(f('retrainEvents') or 0)}")
     letters = {name.split(".", 1)[1]: v for name, v in m.items()
                if name.startswith("deadLetters.") and v}

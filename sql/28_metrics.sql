@@ -24,9 +24,11 @@
 --   Latest    a figure whose latest value is kept: a closed window's ErrorAvg, the
 --             number of the change rule's last {change_records} errors over the
 --             threshold as of a joined record
+--   Lean      the same for the bias rule: the mean signed error of the species' last
+--             {bias_records} joined records (serving version) as of a joined record
 
 CREATE TEMPORARY VIEW observations AS
-SELECT Kind, Species, Detail, Total, Latest, PROCTIME() AS proc_time
+SELECT Kind, Species, Detail, Total, Latest, Lean, PROCTIME() AS proc_time
 FROM (
     SELECT 'unmatched_' || Kind AS Kind, Species,
            CASE
@@ -36,29 +38,30 @@ FROM (
                WHEN Reason LIKE 'measurement rejected:%' THEN 'measurementRejected'
                ELSE 'other'
            END AS Detail,
-           CAST(NULL AS DOUBLE) AS Total, CAST(NULL AS DOUBLE) AS Latest
+           CAST(NULL AS DOUBLE) AS Total, CAST(NULL AS DOUBLE) AS Latest,
+           CAST(NULL AS DOUBLE) AS Lean
     FROM unmatched_once
     UNION ALL
     SELECT CAST('window' AS STRING), Species[1], CAST(NULL AS STRING),
-           CAST(NULL AS DOUBLE), ErrorAvg
+           CAST(NULL AS DOUBLE), ErrorAvg, CAST(NULL AS DOUBLE)
     FROM window_errors_once
     UNION ALL
     SELECT CAST('retrain' AS STRING), Species[1], `Rule`, CAST(NULL AS DOUBLE),
-           CAST(NULL AS DOUBLE)
+           CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
     FROM retrain_events_once
     UNION ALL
     SELECT CAST('joined' AS STRING), Species,
            CAST(WindowStartMs AS STRING), Error,
-           CAST(OverThreshold AS DOUBLE)
+           CAST(OverThreshold AS DOUBLE), BiasSum / BiasCount
     FROM change_running_once
     UNION ALL
     SELECT CAST('dead_letter' AS STRING), CAST(NULL AS STRING), {reason_class},
-           CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
+           CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
     FROM dead_letters_once
 );
 
 CREATE TEMPORARY VIEW observation_counts AS
 SELECT Kind, Species, Detail, COUNT(*) AS Records, SUM(Total) AS Total,
-       LAST_VALUE(Latest) AS Latest
+       LAST_VALUE(Latest) AS Latest, LAST_VALUE(Lean) AS Lean
 FROM TABLE(TUMBLE(TABLE observations, DESCRIPTOR(proc_time), INTERVAL '1' SECOND))
 GROUP BY window_start, window_end, Kind, Species, Detail;

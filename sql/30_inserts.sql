@@ -25,4 +25,5 @@ SELECT * FROM dead_letters_once;
 
 -- The pipeline's metrics (web UI and REST, group `fishweight`, see udfs/metrics.py).
 INSERT INTO metrics_sink
-SELECT observe_pipeline(Kind, Species, Detail, Records, Total, Latest) FROM observation_counts_once;
+SELECT observe_pipeline(Kind, Species, Detail, Records, Total, Latest, Lean)
+FROM observation_counts_once;

@@ -26,6 +26,9 @@ def test_the_running_window_gauges_follow_the_newest_window_not_the_latest_arriv
     assert (metrics.window_start_ms, metrics.window_ppm, metrics.change_over) == (
         180_000, 50_000, 0)
     assert metrics.window_count == 1 and metrics.window_error_sum == pytest.approx(0.05)
+    assert metrics.lean_ppm == 0  # no lean reported yet
+    metrics.running_window(180_000, 1, 0.06, 0.0, -0.0612)  # the bias rule's mean, signed
+    assert metrics.lean_ppm == -61_200
 
 
 class RecordingGroup:
@@ -63,16 +66,18 @@ def test_only_species_counted_per_species_take_one_of_the_max_species_places():
     stage.open(group)
 
     def second(*rows):
-        kind, species, detail, records, total, latest = zip(*rows, strict=True)
-        stage.eval(*(pd.Series(column) for column in (kind, species, detail, records, total,
-                                                        latest)))
+        stage.eval(*(pd.Series(column) for column in zip(*rows, strict=True)))
 
-    second(*[("unmatched_weight", f"junk{i}", "noMeasurement", 1, None, None)
-             for i in range(3)], ("dead_letter", "junk9", "wrongType", 1, None, None))
-    second(("joined", "salmon", "0", 5, 0.5, 0.0), ("joined", "walleye", "0", 2, 0.2, 0.0),
-           ("joined", "pike", "0", 1, 0.1, 0.0))
+    second(*[("unmatched_weight", f"junk{i}", "noMeasurement", 1, None, None, None)
+             for i in range(3)], ("dead_letter", "junk9", "wrongType", 1, None, None, None))
+    second(("joined", "salmon", "0", 5, 0.5, 0.0, 0.031), ("joined", "walleye", "0", 2, 0.2,
+                                                          0.0, -0.004),
+           ("joined", "pike", "0", 1, 0.1, 0.0, 0.0))
     per_species = {name for name in group.registry if name.startswith("fishweight.species.")}
     assert {name.split(".")[2] for name in per_species} == {"salmon", "walleye", "_other"}
     assert group.registry["fishweight.species.salmon.joinedPairs"].count == 5
+    # The bias rule's lean, signed, in ppm.
+    assert group.registry["fishweight.species.salmon.biasLeanPpm"]() == 31_000
+    assert group.registry["fishweight.species.walleye.biasLeanPpm"]() == -4_000
     assert group.registry["fishweight.species._other.joinedPairs"].count == 1
     assert group.registry["fishweight.unmatched.weight.noMeasurement"].count == 3

@@ -232,8 +232,15 @@ def test_the_jobs_prometheus_metrics_match_its_outputs(run):
             sum(errors) / len(errors) * 1e6, abs=1)
         over = _one(group, f"species.{species}.changeErrorsOver")
         assert 0 <= over <= s.change_records
-    # The model knows salmon: none of the last five is over the threshold.
+        # The bias rule's lean: the mean signed error of its last records (arrival order).
+        signed = [(d["PredictedWeight"] - d["ActualWeight"]) / d["ActualWeight"] for d in mine]
+        lean = _one(group, f"species.{species}.biasLeanPpm")
+        assert min(signed) * 1e6 - 1 <= lean <= max(signed) * 1e6 + 1, (lean, signed)
+    # The model knows salmon: none of the last five is over the threshold, and they lean
+    # by the noise only; the salmon model predicts walleye far off.
     assert _one(group, "species.salmon.changeErrorsOver") == 0
+    assert abs(_one(group, "species.salmon.biasLeanPpm")) < 30_000
+    assert abs(_one(group, "species.walleye.biasLeanPpm")) > 150_000
 
     unmatched = {(u["Kind"], u["Fish_Id"]): u["Reason"] for u in t["unmatched"]}
     assert len(unmatched) == len(t["unmatched"]) == 4, t["unmatched"]

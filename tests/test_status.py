@@ -15,9 +15,11 @@ def test_species_names_with_dots_keep_their_own_lines():
     printed = "\n".join(lines(_status({
         "modelVersion": 2, "modelAgeSeconds": 30,
         "species.S. salar.joinedPairs": 40, "species.S. salar.windowErrorAvgPpm": 120_000,
-        "species.S. trutta.joinedPairs": 7, "species.S. trutta.changeErrorsOver": 1})))
+        "species.S. trutta.joinedPairs": 7, "species.S. trutta.changeErrorsOver": 1,
+        "species.S. trutta.biasLeanPpm": -41_000})))
     assert "  S. salar: joined 40, error: current window 0.120" in printed
     assert "  S. trutta: joined 7," in printed and "1 over the threshold" in printed
+    assert "bias rule lean -0.041;" in printed and "bias rule lean -;" in printed
     assert "  S:" not in printed
 
 

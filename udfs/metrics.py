@@ -38,7 +38,7 @@ OTHER = "_other"
 UNMATCHED_CLASSES = {"measurement": ("noWeight", "late", "other"),
                      "weight": ("noMeasurement", "late", "measurementRejected", "other")}
 SPECIES_METRICS = ("joinedPairs", "windowsClosed", "retrainEvents", "lastWindowErrorAvgPpm",
-                   "windowErrorAvgPpm", "changeErrorsOver")
+                   "windowErrorAvgPpm", "changeErrorsOver", "biasLeanPpm")
 
 
 def ppm(value: float) -> int:
@@ -58,6 +58,7 @@ class SpeciesMetrics:
     window_count: int = 0  # its joined records seen so far
     window_error_sum: float = 0.0  # and the sum of their errors
     change_over: int = -1
+    lean_ppm: int = 0  # the bias rule's mean signed error (0 until a record joins)
 
     @classmethod
     def register(cls, group: MetricGroup) -> SpeciesMetrics:
@@ -68,10 +69,11 @@ class SpeciesMetrics:
         group.gauge("lastWindowErrorAvgPpm", lambda: metrics.last_window_ppm)
         group.gauge("windowErrorAvgPpm", lambda: metrics.window_ppm)
         group.gauge("changeErrorsOver", lambda: metrics.change_over)
+        group.gauge("biasLeanPpm", lambda: metrics.lean_ppm)
         return metrics
 
     def running_window(self, start_ms: int, records: int, error_sum: float,
-                       change_over: float) -> None:
+                       change_over: float, lean: float = float("nan")) -> None:
         """One second's joined records of one window: the gauges, from the newest window only.
 
         The window gauge is the running AVG(Error) of the species' newest window (the
@@ -88,6 +90,8 @@ class SpeciesMetrics:
         self.window_ppm = ppm(self.window_error_sum / self.window_count)
         if pd.notna(change_over):
             self.change_over = int(change_over)
+        if pd.notna(lean):
+            self.lean_ppm = ppm(lean)
 
 
 @dataclass
@@ -102,7 +106,10 @@ class Totals:
 
 
 class ObservePipeline(ScalarFunction):
-    """``observe_pipeline(Kind, Species, Detail, Records, Total, Latest)``: one second's counts."""
+    """One second's counts: ``observe_pipeline(Kind, Species, Detail, Records, ...)``.
+
+    The arguments after Records: Total, Latest, Lean (sql/28_metrics.sql).
+    """
 
     def __init__(self, max_species: int) -> None:
         self.max_species = max_species
@@ -139,7 +146,8 @@ class ObservePipeline(ScalarFunction):
         return species[name]
 
     def eval(self, kind: pd.Series, species: pd.Series, detail: pd.Series,
-             records: pd.Series, total: pd.Series, latest: pd.Series) -> pd.Series:
+             records: pd.Series, total: pd.Series, latest: pd.Series,
+             lean: pd.Series) -> pd.Series:
         totals = self._totals
         if not self._reported:
             # A counter appears on the scrape once it was updated: make every one show 0.
@@ -147,8 +155,8 @@ class ObservePipeline(ScalarFunction):
                             *totals.dead_letters.values()):
                 counter.inc(0)
             self._reported = True
-        for k, sp, d, n, tot, last in zip(kind, species, detail, records, total, latest,
-                                          strict=True):
+        for k, sp, d, n, tot, last, lean_now in zip(kind, species, detail, records, total,
+                                                    latest, lean, strict=True):
             n = int(n)
             counter = totals.counters.get(k)
             if counter is not None:
@@ -175,7 +183,7 @@ class ObservePipeline(ScalarFunction):
             elif k == "joined":
                 metrics.joined.inc(n)
                 if isinstance(d, str) and pd.notna(tot):
-                    metrics.running_window(int(d), n, float(tot), last)
+                    metrics.running_window(int(d), n, float(tot), last, lean_now)
         return pd.Series([True] * len(kind))
 
 
@@ -183,5 +191,8 @@ SPECIES_KINDS = frozenset({"window", "retrain", "joined"})
 
 
 def observe_pipeline(max_species: int):
-    """``observe_pipeline(Kind, Species, Detail, Records BIGINT, Total DOUBLE, Latest DOUBLE)``."""
+    """The metrics stage's UDF, ``observe_pipeline(Kind, Species, Detail, ...)``.
+
+    Then Records BIGINT, Total DOUBLE, Latest DOUBLE, Lean DOUBLE.
+    """
     return udf(ObservePipeline(max_species), result_type=DataTypes.BOOLEAN(), func_type="pandas")
