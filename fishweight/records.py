@@ -94,6 +94,9 @@ def payload_evidence(raw: bytes | None, chars: int) -> tuple[str | None, int | N
 
 # ---------------------------------------------- what the trainer consumes from the job
 RULES = ("window", "change", "bias")  # the job's retrain rules (sql/26_rules.sql)
+# The rules that fire once per species and serving version (their events name it in
+# ModelVersionMax); the window rule fires once per window and species.
+PER_VERSION_RULES = ("change", "bias")
 
 
 def _is_int(value: Any) -> bool:
@@ -168,7 +171,7 @@ def event_problem(event: Any) -> str | None:
             return f"{name} must be a positive integer below 2**63 - 1, got {event[name]!r}"[:300]
     if event.get("Rule", "window") not in RULES:
         return f"Rule must be one of {', '.join(RULES)}, got {event.get('Rule')!r}"[:300]
-    if event.get("Rule") in ("change", "bias") and not _is_int(event.get("ModelVersionMax")):
+    if event.get("Rule") in PER_VERSION_RULES and not _is_int(event.get("ModelVersionMax")):
         return (f"a {event['Rule']} event needs ModelVersionMax (an integer), got "
                 f"{event.get('ModelVersionMax')!r}")[:300]
     return None

@@ -86,7 +86,7 @@ from fishweight.models.registry import (
     fsync_dir,
 )
 from fishweight.models.store import StoreError, TrainingStore, open_store
-from fishweight.records import utc_iso, utc_time
+from fishweight.records import PER_VERSION_RULES, utc_iso, utc_time
 from fishweight.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,6 @@ ACTIONS = ("promoted", "not_promoted", "skipped_stale", "skipped_too_few", "skip
 # entry to the decided windows).
 UNDECIDED = ("skipped_duplicate", "skipped_species_limit")
 CHANGE_WAIT_S = 5.0  # the trainer waits at most this long for change_min_records
-# The job's retrain rules (fishweight.records.RULES) that fire once per species and
-# serving version; the window rule fires once per window and species.
-PER_VERSION_RULES = ("change", "bias")
 EVENT_REASONS = ("window", *PER_VERSION_RULES)  # a decision's reason when an event fired
 
 
