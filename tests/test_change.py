@@ -79,15 +79,22 @@ def _diffs(frame, first_id, start_ms, model):
             for i, (row, p) in enumerate(zip(frame.itertuples(), predicted, strict=True))]
 
 
-def _change_event(records, version=1):
-    bad = [r for r in records if r["Error"] > 0.15]
+def _per_version_event(records, version, rule, changed, **fields):
+    """An event of a rule that fires once per species and version (the change or the bias
+    rule) over ``records``, the change beginning at the record ``changed``."""
     last = records[-1]
     return {"WindowStart": "2023-11-14T22:13:20", "WindowEnd": "2023-11-14T22:13:30",
             "Species": ["salmon"], "Fish_Id_Start": records[0]["Fish_Id"],
             "Fish_Id_End": last["Fish_Id"], "Timestamp_End": last["Timestamp"],
             "ErrorAvg": 0.2, "Count": len(records), "ModelVersions": [version],
-            "ModelVersionMax": version, "Rule": "change",
-            "Change_Fish_Id": bad[0]["Fish_Id"], "Change_Timestamp": bad[0]["Timestamp"]}
+            "ModelVersionMax": version, "Rule": rule,
+            "Change_Fish_Id": changed["Fish_Id"], "Change_Timestamp": changed["Timestamp"],
+            **fields}
+
+
+def _change_event(records, version=1):
+    bad = [r for r in records if r["Error"] > 0.15]
+    return _per_version_event(records, version, "change", bad[0])
 
 
 @pytest.fixture
@@ -474,12 +481,10 @@ def test_an_older_versions_event_whose_records_are_not_stored_is_stale_as_before
 def _bias_event(records, version=1):
     """The bias rule's event over ``records`` (its last bias_records, in arrival order)."""
     errors = [r["Error"] for r in records]
-    return {"WindowStart": "2023-11-14T22:13:20", "WindowEnd": "2023-11-14T22:14:20",
-            "Species": [records[0]["Species"]], "Fish_Id_Start": records[0]["Fish_Id"],
-            "Fish_Id_End": records[-1]["Fish_Id"], "Timestamp_End": records[-1]["Timestamp"],
-            "ErrorAvg": sum(errors) / len(errors), "Count": len(records),
-            "ModelVersions": [version], "ModelVersionMax": version, "Rule": "bias",
-            "Change_Fish_Id": records[0]["Fish_Id"], "Change_Timestamp": records[0]["Timestamp"]}
+    return _per_version_event(records, version, "bias", records[0],
+                              WindowEnd="2023-11-14T22:14:20",
+                              Species=[records[0]["Species"]],
+                              ErrorAvg=sum(errors) / len(errors))
 
 
 def test_the_bias_test_sees_a_lean_within_the_noise_but_not_noise_or_an_outlier():
