@@ -131,8 +131,10 @@ def run_demo(settings: Settings, scenario: Scenario, speed: float, run_dir: Path
              finish_timeout_s: float = 90, start_ms: int | None = None) -> DemoResult:
     """Run the whole loop: broker, model, trainer, job, simulator, report.
 
-    ``start_ms`` is the first measurement's event time (default: now; tests choose it to
-    place a drift at a given point of a window).
+    ``start_ms`` is the first measurement's event time (default: now, or earlier when the
+    run is faster than real time, so that the last record time is now:
+    ``simulate.default_start_ms``; tests choose it to place a drift at a given point of a
+    window).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731

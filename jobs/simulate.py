@@ -38,6 +38,19 @@ def make_producer(bootstrap_servers: str) -> KafkaProducer:
     )
 
 
+def default_start_ms(scenario: Scenario, speed: float, now_s: float | None = None) -> int:
+    """The first event time when none is given: now, or earlier when sending is faster.
+
+    Sending faster than the simulated clock would run the record times ahead of the wall
+    clock; they start early enough to end at it (the job rejects a record time more than
+    ``max_clock_skew_s`` ahead of its clock: docs/settings.md).
+    """
+    now_ms = (time.time() if now_s is None else now_s) * 1000
+    span_ms = scenario.duration_s * 1000
+    ahead_ms = span_ms if speed == 0 else max(0.0, span_ms * (1 - 1 / speed))
+    return int(now_ms - ahead_ms)
+
+
 def simulate(settings: Settings, bootstrap_servers: str, scenario: Scenario,
              speed: float = 1.0, start_ms: int | None = None,
              stop: threading.Event | None = None,
@@ -45,7 +58,8 @@ def simulate(settings: Settings, bootstrap_servers: str, scenario: Scenario,
     """Send the scenario; returns how many records of each kind were acknowledged."""
     if speed < 0:
         raise ValueError("speed must be >= 0 (0 = as fast as possible)")
-    start_ms = int(time.time() * 1000) if start_ms is None else start_ms
+    if start_ms is None:
+        start_ms = default_start_ms(scenario, speed)
     stop = stop or threading.Event()
     result = SimulationResult(start_ms=start_ms)
     topics = {MEASUREMENT: settings.topic_measurement, "weight": settings.topic_weight}

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fishweight.jobs.simulate import default_start_ms
 from fishweight.scenarios import (
     MEASUREMENT,
     WEIGHT,
@@ -342,3 +343,16 @@ def test_the_first_model_learns_the_scenarios_salmon_or_the_defaults(tmp_path):
     pike_only = tmp_path / "pike.toml"
     pike_only.write_text(f"{_ONE}")  # no salmon: the default's
     assert bootstrap_frame(pike_only)["Weight"].mean() == pytest.approx(default_mean)
+
+
+def test_a_run_faster_than_real_time_ends_at_the_wall_clock():
+    """The simulator's default start: the last record time is now, not ahead of it (the
+    job rejects a record time more than max_clock_skew_s ahead of its clock)."""
+    scenario = load_scenario()  # 180 fish every 2 s, weighed 10 s later: 368 s
+    now_s = 1_800_000_000.0
+    assert default_start_ms(scenario, 1.0, now_s) == 1_800_000_000_000
+    for speed in (0.0, 5.0, 40.0):
+        start = default_start_ms(scenario, speed, now_s)
+        last_event = max(t for t, _, _ in events(scenario, start))
+        sent_at = now_s * 1000 + (0 if speed == 0 else (last_event - start) / speed)
+        assert last_event <= sent_at + 1 and last_event >= sent_at - 1, speed
