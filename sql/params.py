@@ -101,9 +101,20 @@ def event_time(params: dict[str, str], kafka_time: str) -> str:
     With ``event_time_source = kafka`` (the default) it is the Kafka record time itself:
     no per-record JSON parse on the JVM, and no payload can move the watermark. The
     payload's Timestamp is then only checked (the skew rule in udfs/validation.py).
+    Either way, a record time more than ``max_clock_skew_s`` ahead of the job's clock
+    gives the epoch instead (below).
     """
     if params["event_time_source"] == "kafka":
-        return kafka_time
-    return sql.render_expression(sql.EVENT_TIME, {**params, "kafka_time": kafka_time})
+        chosen = kafka_time
+    else:
+        chosen = sql.render_expression(sql.EVENT_TIME, {**params, "kafka_time": kafka_time})
+    # A record time further ahead of the job's clock than max_clock_skew_s (a producer's
+    # clock years off, microseconds sent as milliseconds) would move its partition's
+    # watermark that far: every later record of the partition would be late, and with
+    # one partition, or the others idle, the whole stream. Such a record gets the epoch
+    # as its event time instead (it cannot move a watermark), and validation rejects it
+    # by exactly that mark (``ahead_of_clock``, udfs/validation.py).
+    return (f"CASE WHEN {kafka_time} > CURRENT_TIMESTAMP + {params['max_skew_interval']} "
+            f"THEN TO_TIMESTAMP_LTZ(0, 3) ELSE {chosen} END")
 
 

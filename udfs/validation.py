@@ -76,23 +76,45 @@ def _as_bytes(payload: bytes | str | None) -> bytes | None:
     return payload.encode("utf-8", "surrogatepass")
 
 
+def ahead_of_clock(kafka_ms: int | None, event_ms: int | None, limits: Limits) -> bool:
+    """Whether the job's event time marks a record time far ahead of the job's clock.
+
+    The sources give a record whose Kafka record time was more than ``max_clock_skew_s``
+    ahead of the job's clock on arrival the epoch as its event time (sql/params.py,
+    ``event_time``), so that it cannot move a watermark. Any other event time is the
+    record time or a Timestamp within ``max_clock_skew_s`` of it, never further below.
+    """
+    return (kafka_ms is not None and event_ms is not None
+            and event_ms < kafka_ms - int(limits.max_clock_skew_s) * 1000 - 999)
+
+
 def _check(payload: bytes | str | None, numbers: tuple[str, ...], limits: Limits,
-           kafka_ms: int | None = None) -> dict:
+           kafka_ms: int | None = None, event_ms: int | None = None) -> dict:
     """Validate one payload; returns the fields plus ``reason`` (None when valid).
 
     ``kafka_ms`` is the Kafka record time: a Timestamp further than
     ``max_clock_skew_s`` from it is implausible (whole seconds, as the event-time
-    expression in ``sql/event_time.sql`` counts them).
+    expression in ``sql/event_time.sql`` counts them). ``event_ms`` is the event time
+    the job's source gave the record: the epoch for a record time too far ahead of the
+    job's clock (``ahead_of_clock``), also implausible.
     """
     out = _empty(numbers)
     try:
         checked = _check_fields(_as_bytes(payload), numbers, limits, out, kafka_ms)
-        if (checked["reason"] is None and kafka_ms is not None
-                and abs(checked["Timestamp"] - kafka_ms) // 1000 > limits.max_clock_skew_s):
+        if checked["reason"] is not None:
+            return checked
+        reason = None
+        if kafka_ms is not None and (abs(checked["Timestamp"] - kafka_ms) // 1000
+                                     > limits.max_clock_skew_s):
+            reason = (f"implausible Timestamp: more than {limits.max_clock_skew_s:g} s from "
+                      "the Kafka record time")
+        elif ahead_of_clock(kafka_ms, event_ms, limits):
+            reason = (f"implausible Timestamp: the Kafka record time was more than "
+                      f"{limits.max_clock_skew_s:g} s ahead of the job's clock on arrival")
+        if reason is not None:
             rejected = _empty(numbers)
             rejected["Fish_Id"] = checked["Fish_Id"]
-            return _reject(rejected, "implausible Timestamp: more than "
-                           f"{limits.max_clock_skew_s:g} s from the Kafka record time")
+            return _reject(rejected, reason)
         return checked
     except Exception as exc:  # noqa: BLE001 - the job must survive any input
         return _reject(_empty(numbers), f"unexpected {type(exc).__name__}: {exc}")
@@ -205,13 +227,13 @@ def clean_shape_pattern(numbers: tuple[str, ...], limits: Limits) -> str:
 
 
 def check_measurement(payload: bytes | str | None, limits: Limits = DEFAULT_LIMITS,
-                      kafka_ms: int | None = None) -> dict:
-    return _check(payload, MEASUREMENT_NUMBERS, limits, kafka_ms)
+                      kafka_ms: int | None = None, event_ms: int | None = None) -> dict:
+    return _check(payload, MEASUREMENT_NUMBERS, limits, kafka_ms, event_ms)
 
 
 def check_weight(payload: bytes | str | None, limits: Limits = DEFAULT_LIMITS,
-                 kafka_ms: int | None = None) -> dict:
-    return _check(payload, WEIGHT_NUMBERS, limits, kafka_ms)
+                 kafka_ms: int | None = None, event_ms: int | None = None) -> dict:
+    return _check(payload, WEIGHT_NUMBERS, limits, kafka_ms, event_ms)
 
 
 def row_type(numbers: tuple[str, ...]):
@@ -240,11 +262,14 @@ def _epoch_ms(times: pd.Series) -> list[int | None]:
 
 
 def check_frame(payloads: pd.Series, kafka_times: pd.Series, numbers: tuple[str, ...],
-                limits: Limits) -> pd.DataFrame:
+                limits: Limits, event_times: pd.Series | None = None) -> pd.DataFrame:
+    """``_check`` over a batch: its payloads, Kafka record times and event times."""
     fields = ("reason", "Species", "Fish_Id", *numbers, "Timestamp")
     rows = []
-    for payload, kafka_ms in zip(payloads, _epoch_ms(kafka_times), strict=True):
-        checked = _check(payload, numbers, limits, kafka_ms)
+    kafka = _epoch_ms(kafka_times)
+    events = [None] * len(kafka) if event_times is None else _epoch_ms(event_times)
+    for payload, kafka_ms, event_ms in zip(payloads, kafka, events, strict=True):
+        checked = _check(payload, numbers, limits, kafka_ms, event_ms)
         evidence = _NO_EVIDENCE
         if checked["reason"] is not None:
             evidence = payload_evidence(_as_bytes(payload), limits.dead_letter_payload_chars)
@@ -263,7 +288,7 @@ _NO_EVIDENCE = (None, None, None)
 
 
 def parse_weight(limits: Limits = DEFAULT_LIMITS):
-    """The UDF ``parse_weight(payload BYTES, kafka_time TIMESTAMP_LTZ(3))``."""
-    return udf(lambda payload, kafka_time: check_frame(payload, kafka_time, WEIGHT_NUMBERS,
-                                                       limits),
+    """The UDF ``parse_weight(payload BYTES, kafka_time, event_time TIMESTAMP_LTZ(3))``."""
+    return udf(lambda payload, kafka_time, event_time: check_frame(
+                   payload, kafka_time, WEIGHT_NUMBERS, limits, event_time),
                result_type=row_type(WEIGHT_NUMBERS), func_type="pandas")

@@ -144,7 +144,9 @@ class Settings:
         default=3600.0,
         metadata={"env": "FISHWEIGHT_MAX_CLOCK_SKEW_S",
                   "doc": "Reject a record whose Timestamp is further than this from its "
-                         "Kafka record time (keeps one bad clock from moving the watermark)"},
+                         "Kafka record time, or whose Kafka record time is further than "
+                         "this ahead of the job's clock on arrival (keeps one bad clock "
+                         "from moving the watermark)"},
     )
     event_time_source: str = field(
         default="kafka",
