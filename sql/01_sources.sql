@@ -9,7 +9,9 @@ CREATE TEMPORARY TABLE measurement_raw (
     kafka_offset    BIGINT           METADATA FROM 'offset' VIRTUAL,
     kafka_time      TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
     event_time AS {event_time},
-    WATERMARK FOR event_time AS event_time - {watermark_delay_interval}
+    -- event_time - watermark_delay, passing over a record time far ahead of the job's
+    -- clock (sql/params.py, `watermark`)
+    WATERMARK FOR event_time AS {watermark}
 ) WITH (
     {measurement_source}
 );

@@ -47,9 +47,7 @@ SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload,
                 AND Height > 0 AND Height <= {max_height}
                 AND `Timestamp` < 100000000000000
                 AND TO_TIMESTAMP_LTZ(`Timestamp`, 3) BETWEEN kafka_time - {max_skew_interval}
-                                                         AND kafka_time + {max_skew_interval}
-                -- not marked as ahead of the job's clock (the epoch: sql/params.py)
-                AND event_time >= kafka_time - {max_skew_interval},
+                                                         AND kafka_time + {max_skew_interval},
                 FALSE) AS clean
 FROM measurement_fields;
 
@@ -58,7 +56,7 @@ CREATE TEMPORARY VIEW measurement_checked AS
 SELECT
     kafka_partition, kafka_offset, kafka_time, event_time,
     score_measurement(CASE WHEN clean THEN CAST(NULL AS BYTES) ELSE payload END, kafka_time,
-                      event_time, clean, Species, COALESCE(Fish_Id, 0), Length, Height,
+                      clean, Species, COALESCE(Fish_Id, 0), Length, Height,
                       COALESCE(`Timestamp`, 0)) AS m
 FROM measurement_sorted;
 

@@ -14,8 +14,7 @@ SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload,
                 AND Weight > 0 AND Weight <= {max_weight}
                 AND `Timestamp` < 100000000000000
                 AND TO_TIMESTAMP_LTZ(`Timestamp`, 3) BETWEEN kafka_time - {max_skew_interval}
-                                                         AND kafka_time + {max_skew_interval}
-                AND event_time >= kafka_time - {max_skew_interval},
+                                                         AND kafka_time + {max_skew_interval},
                 FALSE) AS clean
 FROM (
     SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload, shaped,
@@ -50,7 +49,7 @@ SELECT kafka_partition, kafka_offset, kafka_time, event_time,
        w.Species, w.Fish_Id, w.Weight, w.`Timestamp`
 FROM (
     SELECT kafka_partition, kafka_offset, kafka_time, event_time,
-           parse_weight(payload, kafka_time, event_time) AS w
+           parse_weight(payload, kafka_time) AS w
     FROM weight_sorted
     WHERE NOT clean
 );

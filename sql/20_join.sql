@@ -2,11 +2,13 @@
 -- `*_once` views are materialized views with their event time as `row_time`; the
 -- `*_outcomes_once` views count each Fish_Id's records (`seen`, sql/18_first_seen.sql).
 
--- Each fish's first measurement record: predicted (reason NULL) or rejected.
+-- Each fish's first measurement record: predicted (reason NULL) or rejected; not one
+-- rejected for a record time far ahead of the job's clock: its event time would keep it
+-- in the join's state until the watermark reaches it.
 CREATE TEMPORARY VIEW first_measurements AS
 SELECT Species, Fish_Id, Length, Height, `Timestamp`, Prediction, reason, late, row_time
 FROM measurement_outcomes_once
-WHERE seen = 1;
+WHERE seen = 1 AND (reason IS NULL OR reason NOT LIKE '{ahead_of_clock}%');
 
 CREATE TEMPORARY VIEW predictions AS
 SELECT Species, Fish_Id, Length, Height, `Timestamp`, Prediction, row_time

@@ -11,6 +11,7 @@ from fishweight import sql
 from fishweight.records import REASON_CLASSES
 from fishweight.runtime.settings import Settings
 from fishweight.udfs.validation import (
+    AHEAD_OF_CLOCK,
     MEASUREMENT_NUMBERS,
     WEIGHT_NUMBERS,
     Limits,
@@ -92,7 +93,27 @@ def sql_params(settings: Settings) -> dict[str, str]:
             f"COALESCE(CHAR_LENGTH(text) <= {int(settings.max_payload_bytes)} AND REGEXP(text, "
             f"'{sql_string(clean_shape_pattern(numbers, limits))}'), FALSE)")
     params["event_time"] = event_time(params, "kafka_time")
+    params["watermark"] = watermark(params, "kafka_time")
+    params["ahead_of_clock"] = sql_string(AHEAD_OF_CLOCK)
     return params
+
+
+def watermark(params: dict[str, str], kafka_time: str) -> str:
+    """The watermark expression of a raw source (over ``event_time`` and ``kafka_time``).
+
+    A record time further ahead of the job's clock than max_clock_skew_s (a producer's
+    clock a day off, microseconds sent as milliseconds) would move its partition's
+    watermark that far: every later record of the partition would be late, and with one
+    partition, or the others idle, the whole stream. The watermark passes over such a
+    record (the epoch instead: a watermark only rises), and validation rejects it
+    (``ahead_of_clock``, udfs/validation.py, on the Python worker's clock a moment later:
+    so it never rejects a record that moved the watermark). Only here, in the source's
+    watermark generator: the rows keep their event time, and no operator is added to the
+    source chains.
+    """
+    return (f"CASE WHEN {kafka_time} > CURRENT_TIMESTAMP + {params['max_skew_interval']} "
+            f"THEN TO_TIMESTAMP_LTZ(0, 3) ELSE event_time END "
+            f"- {params['watermark_delay_interval']}")
 
 
 def event_time(params: dict[str, str], kafka_time: str) -> str:
@@ -101,20 +122,9 @@ def event_time(params: dict[str, str], kafka_time: str) -> str:
     With ``event_time_source = kafka`` (the default) it is the Kafka record time itself:
     no per-record JSON parse on the JVM, and no payload can move the watermark. The
     payload's Timestamp is then only checked (the skew rule in udfs/validation.py).
-    Either way, a record time more than ``max_clock_skew_s`` ahead of the job's clock
-    gives the epoch instead (below).
     """
     if params["event_time_source"] == "kafka":
-        chosen = kafka_time
-    else:
-        chosen = sql.render_expression(sql.EVENT_TIME, {**params, "kafka_time": kafka_time})
-    # A record time further ahead of the job's clock than max_clock_skew_s (a producer's
-    # clock years off, microseconds sent as milliseconds) would move its partition's
-    # watermark that far: every later record of the partition would be late, and with
-    # one partition, or the others idle, the whole stream. Such a record gets the epoch
-    # as its event time instead (it cannot move a watermark), and validation rejects it
-    # by exactly that mark (``ahead_of_clock``, udfs/validation.py).
-    return (f"CASE WHEN {kafka_time} > CURRENT_TIMESTAMP + {params['max_skew_interval']} "
-            f"THEN TO_TIMESTAMP_LTZ(0, 3) ELSE {chosen} END")
+        return kafka_time
+    return sql.render_expression(sql.EVENT_TIME, {**params, "kafka_time": kafka_time})
 
 

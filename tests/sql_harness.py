@@ -20,7 +20,7 @@ from fishweight.jobs.connectors import SINK_TABLES
 from fishweight.jobs.predict import build_pipeline
 from fishweight.jobs.report import Observed, RunData
 from fishweight.runtime.settings import Settings
-from fishweight.sql.params import event_time
+from fishweight.sql.params import event_time, watermark
 from tests.pipeline_helpers import Sent
 
 # Sink table -> the RunData field its records belong to (same order as the topics).
@@ -53,8 +53,7 @@ class InMemoryConnectors:
                       .column_by_expression("kafka_time", "TO_TIMESTAMP_LTZ(kafka_ms, 3)")
                       .column_by_expression("event_time", event_time(
                           params, "TO_TIMESTAMP_LTZ(kafka_ms, 3)"))
-                      .watermark("event_time",
-                                 f"event_time - {params['watermark_delay_interval']}")
+                      .watermark("event_time", watermark(params, "kafka_time"))
                       .build())
             t_env.create_temporary_view(table, t_env.from_data_stream(stream, schema))
 

@@ -59,6 +59,11 @@ def test_kafka_plan_reads_predicts_and_joins_once(kafka_plan):
     # is the Kafka record time (event_time_source = kafka): the JVM parses no JSON.
     assert count("REGEXP(") == 0
     assert not [c for c in contents if "TableSourceScan(" in c and "JSON_VALUE(" in c]
+    # The watermark is generated in the Kafka source, per partition, over the event time
+    # that ignores a record time far ahead of the job's clock (sql/params.py).
+    scans = [c for c in contents if "TableSourceScan(" in c and "_raw," in c]
+    assert len(scans) == 2 and all("watermark=[" in c and "CURRENT_TIMESTAMP()" in c
+                                   for c in scans)
     # One join state: the diffs and the unmatched records are the two outputs of one
     # FULL OUTER interval join (sql/22_pairs.sql splits it).
     assert count("IntervalJoin(joinType=[FullOuterJoin]") == 1
@@ -114,7 +119,8 @@ def test_event_time_source_payload_parses_the_timestamp_on_the_jvm(tmp_path):
     bootstrap_model(settings)
     contents = [node["contents"] for node in build_pipeline(settings).stream_graph()]
     scans = [c for c in contents if "TableSourceScan(" in c and "_raw," in c]
-    assert len(scans) == 2 and all("JSON_VALUE(" in c and "$.Timestamp" in c for c in scans)
+    assert len(scans) == 2 and all("JSON_VALUE(" in c and "$.Timestamp" in c
+                                   and "CURRENT_TIMESTAMP()" in c for c in scans)
 
 
 def test_no_unbounded_over_keeps_state_that_the_ttl_does_not_expire(kafka_plan):

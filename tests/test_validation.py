@@ -1,11 +1,13 @@
 import hashlib
 import json
+import time
 
 import pandas as pd
 import pytest
 
 from fishweight.records import reason_class
 from fishweight.udfs.validation import (
+    AHEAD_OF_CLOCK,
     MEASUREMENT_NUMBERS,
     Limits,
     ahead_of_clock,
@@ -184,31 +186,28 @@ def test_implausible_timestamp_against_the_kafka_time():
 
 
 def test_a_record_time_far_ahead_of_the_jobs_clock_is_implausible():
-    """The sources give such a record the epoch as its event time (sql/params.py), so it
-    cannot move a watermark; validation rejects it by that mark, in either event-time
-    mode: an accepted record's event time is its record time, or a Timestamp within the
-    skew of it (payload mode), never further below."""
+    """The sources' watermark passes over such a record (sql/params.py), and validation
+    rejects it (the live test is in tests/test_pipeline.py)."""
     limits = Limits(max_clock_skew_s=3600)
     ts = GOOD_M["Timestamp"]
     record = json.dumps({k: v for k, v in GOOD_M.items() if k != "Timestamp"})
-    ahead = check_measurement(record, limits, ts, event_ms=0)
+    now = ts - 3_601_000  # the record time is 3,601 s ahead of the clock
+    ahead = check_measurement(record, limits, ts, now_ms=now)
     assert ahead["reason"] == ("implausible Timestamp: the Kafka record time was more than "
                                "3600 s ahead of the job's clock on arrival")
+    assert ahead["reason"].startswith(AHEAD_OF_CLOCK)
     assert ahead["Fish_Id"] == 7 and ahead["Length"] is None
-    assert check_weight(json.dumps(GOOD_W), limits, ts, 0)["reason"].startswith(
-        "implausible Timestamp: the Kafka record time")
-    for event_ms in (ts, ts - 3_600_999, ts + 3_600_999):  # kafka mode; payload mode's bounds
-        assert check_measurement(record, limits, ts, event_ms)["reason"] is None
-    assert not ahead_of_clock(ts, ts - 3_600_999, limits)
-    assert ahead_of_clock(ts, ts - 3_601_000, limits)
-    assert not ahead_of_clock(None, 0, limits) and not ahead_of_clock(ts, None, limits)
+    assert check_weight(json.dumps(GOOD_W), limits, ts, now)["reason"].startswith(
+        AHEAD_OF_CLOCK)
+    for behind_ms in (3_600_999, 0, -86_400_000):  # ahead by 1 h 0.999 s at most, or behind
+        assert check_measurement(record, limits, ts, ts - behind_ms)["reason"] is None
+    assert not ahead_of_clock(None, now, limits) and not ahead_of_clock(ts, None, limits)
     # A malformed record keeps the reason its payload gives.
-    assert check_measurement(b"{", limits, ts, 0)["reason"].startswith("not valid JSON")
-    # In a batch: the event times come as the Kafka times do.
-    times = pd.Series(pd.to_datetime([ts, ts], unit="ms", utc=True))
-    events = pd.Series(pd.to_datetime([ts, 0], unit="ms", utc=True))
-    frame = check_frame(pd.Series([record.encode()] * 2), times, MEASUREMENT_NUMBERS, limits,
-                        events)
+    assert check_measurement(b"{", limits, ts, now)["reason"].startswith("not valid JSON")
+    # In a batch, against the clock by default.
+    future = time.time() * 1000 + 3_700_000
+    times = pd.Series(pd.to_datetime([ts, future], unit="ms", utc=True))
+    frame = check_frame(pd.Series([record.encode()] * 2), times, MEASUREMENT_NUMBERS, limits)
     assert frame["reason"].isna().tolist() == [True, False]
     assert frame["payload_text"].tolist() == [None, record]
 

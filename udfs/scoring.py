@@ -195,8 +195,8 @@ class PredictWeight(ScalarFunction):
 class ScoreMeasurement(PredictWeight):
     """Validation and prediction in one Python stage (one round trip per bundle).
 
-    ``score_measurement(payload, kafka_time, event_time, clean, Species, Fish_Id, Length,
-    Height, Timestamp)``: for a record SQL found clean (``clean``, sql/10_score.sql) the typed
+    ``score_measurement(payload, kafka_time, clean, Species, Fish_Id, Length, Height,
+    Timestamp)``: for a record SQL found clean (``clean``, sql/10_score.sql) the typed
     fields are used as they are and ``payload`` is NULL; any other record is checked
     here from its payload (``check_frame``, udfs/validation.py). Returns the fields of
     ``check_frame`` plus the prediction's four fields, flat (a pandas UDF returns a
@@ -208,23 +208,22 @@ class ScoreMeasurement(PredictWeight):
         super().__init__(model_dir, poll_s, key_file)
         self.limits = limits
 
-    def eval(self, payload: pd.Series, kafka_time: pd.Series, event_time: pd.Series,
-             clean: pd.Series, species: pd.Series, fish_id: pd.Series, length: pd.Series,
-             height: pd.Series, timestamp: pd.Series) -> pd.DataFrame:
+    def eval(self, payload: pd.Series, kafka_time: pd.Series, clean: pd.Series,
+             species: pd.Series, fish_id: pd.Series, length: pd.Series, height: pd.Series,
+             timestamp: pd.Series) -> pd.DataFrame:
         checked = merge_checked(payload, kafka_time, clean, species, fish_id, length, height,
-                                timestamp, self.limits, event_time)
+                                timestamp, self.limits)
         predicted = self._predict(checked["Species"], checked["Length"], checked["Height"])
         return pd.concat([checked, predicted.set_axis(SCORE_FIELDS, axis=1)], axis=1)
 
 
 def merge_checked(payload: pd.Series, kafka_time: pd.Series, clean: pd.Series,
                   species: pd.Series, fish_id: pd.Series, length: pd.Series,
-                  height: pd.Series, timestamp: pd.Series, limits: Limits,
-                  event_time: pd.Series | None = None) -> pd.DataFrame:
+                  height: pd.Series, timestamp: pd.Series, limits: Limits) -> pd.DataFrame:
     """``check_frame``'s columns: the SQL-checked fields where ``clean``, else Python's."""
     ok = clean.fillna(False).astype(bool).to_numpy()
     if not ok.any():  # always so with `validation = python` (the default)
-        return check_frame(payload, kafka_time, MEASUREMENT_NUMBERS, limits, event_time)
+        return check_frame(payload, kafka_time, MEASUREMENT_NUMBERS, limits)
     n = len(ok)
     columns: dict[str, list] = {
         "reason": [None] * n,
@@ -238,7 +237,7 @@ def merge_checked(payload: pd.Series, kafka_time: pd.Series, clean: pd.Series,
     slow = np.flatnonzero(~ok)
     if len(slow):
         checked = check_frame(payload.iloc[slow], kafka_time.iloc[slow], MEASUREMENT_NUMBERS,
-                              limits, None if event_time is None else event_time.iloc[slow])
+                              limits)
         for name, values in columns.items():
             for position, value in zip(slow, checked[name], strict=True):
                 values[position] = value
@@ -260,7 +259,7 @@ def score_type():
 
 def score_measurement(limits: Limits, model_dir: str, poll_s: float = 1.0,
                       key_file: str | None = None):
-    """The UDF ``score_measurement(payload, kafka_time, event_time, clean, ...)``."""
+    """The UDF to register as ``score_measurement(payload, kafka_time, clean, ...)``."""
     return udf(ScoreMeasurement(limits, model_dir, poll_s, key_file), result_type=score_type(),
                func_type="pandas")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import time
 from dataclasses import dataclass
 
 import pandas as pd
@@ -28,6 +29,9 @@ from fishweight.records import payload_evidence, record_id
 MEASUREMENT_NUMBERS = ("Length", "Height")
 WEIGHT_NUMBERS = ("Weight",)
 REASON_CHARS = 500  # a reason quotes values; keep it readable
+# The start of the reason for a record time far ahead of the job's clock (sql/20_join.sql
+# keeps such a measurement out of the join: its time would keep it in the state).
+AHEAD_OF_CLOCK = "implausible Timestamp: the Kafka record time was more than"
 
 @dataclass(frozen=True)
 class Limits:
@@ -76,27 +80,25 @@ def _as_bytes(payload: bytes | str | None) -> bytes | None:
     return payload.encode("utf-8", "surrogatepass")
 
 
-def ahead_of_clock(kafka_ms: int | None, event_ms: int | None, limits: Limits) -> bool:
-    """Whether the job's event time marks a record time far ahead of the job's clock.
+def ahead_of_clock(kafka_ms: int | None, now_ms: float | None, limits: Limits) -> bool:
+    """Whether a Kafka record time is more than ``max_clock_skew_s`` ahead of ``now_ms``.
 
-    The sources give a record whose Kafka record time was more than ``max_clock_skew_s``
-    ahead of the job's clock on arrival the epoch as its event time (sql/params.py,
-    ``event_time``), so that it cannot move a watermark. Any other event time is the
-    record time or a Timestamp within ``max_clock_skew_s`` of it, never further below.
+    The sources' watermark passes over such a record (sql/params.py, ``watermark``), so
+    one producer clock far ahead cannot make every later record late; validation
+    rejects it. Measured as there: more than ``max_clock_skew_s`` + 0.999 s.
     """
-    return (kafka_ms is not None and event_ms is not None
-            and event_ms < kafka_ms - int(limits.max_clock_skew_s) * 1000 - 999)
+    return (kafka_ms is not None and now_ms is not None
+            and kafka_ms > now_ms + int(limits.max_clock_skew_s) * 1000 + 999)
 
 
 def _check(payload: bytes | str | None, numbers: tuple[str, ...], limits: Limits,
-           kafka_ms: int | None = None, event_ms: int | None = None) -> dict:
+           kafka_ms: int | None = None, now_ms: float | None = None) -> dict:
     """Validate one payload; returns the fields plus ``reason`` (None when valid).
 
     ``kafka_ms`` is the Kafka record time: a Timestamp further than
     ``max_clock_skew_s`` from it is implausible (whole seconds, as the event-time
-    expression in ``sql/event_time.sql`` counts them). ``event_ms`` is the event time
-    the job's source gave the record: the epoch for a record time too far ahead of the
-    job's clock (``ahead_of_clock``), also implausible.
+    expression in ``sql/event_time.sql`` counts them). ``now_ms``: the job's clock; a
+    record time too far ahead of it is also implausible (``ahead_of_clock``).
     """
     out = _empty(numbers)
     try:
@@ -108,9 +110,9 @@ def _check(payload: bytes | str | None, numbers: tuple[str, ...], limits: Limits
                                      > limits.max_clock_skew_s):
             reason = (f"implausible Timestamp: more than {limits.max_clock_skew_s:g} s from "
                       "the Kafka record time")
-        elif ahead_of_clock(kafka_ms, event_ms, limits):
-            reason = (f"implausible Timestamp: the Kafka record time was more than "
-                      f"{limits.max_clock_skew_s:g} s ahead of the job's clock on arrival")
+        elif ahead_of_clock(kafka_ms, now_ms, limits):
+            reason = (f"{AHEAD_OF_CLOCK} {limits.max_clock_skew_s:g} s ahead of the job's "
+                      "clock on arrival")
         if reason is not None:
             rejected = _empty(numbers)
             rejected["Fish_Id"] = checked["Fish_Id"]
@@ -227,13 +229,13 @@ def clean_shape_pattern(numbers: tuple[str, ...], limits: Limits) -> str:
 
 
 def check_measurement(payload: bytes | str | None, limits: Limits = DEFAULT_LIMITS,
-                      kafka_ms: int | None = None, event_ms: int | None = None) -> dict:
-    return _check(payload, MEASUREMENT_NUMBERS, limits, kafka_ms, event_ms)
+                      kafka_ms: int | None = None, now_ms: float | None = None) -> dict:
+    return _check(payload, MEASUREMENT_NUMBERS, limits, kafka_ms, now_ms)
 
 
 def check_weight(payload: bytes | str | None, limits: Limits = DEFAULT_LIMITS,
-                 kafka_ms: int | None = None, event_ms: int | None = None) -> dict:
-    return _check(payload, WEIGHT_NUMBERS, limits, kafka_ms, event_ms)
+                 kafka_ms: int | None = None, now_ms: float | None = None) -> dict:
+    return _check(payload, WEIGHT_NUMBERS, limits, kafka_ms, now_ms)
 
 
 def row_type(numbers: tuple[str, ...]):
@@ -262,14 +264,13 @@ def _epoch_ms(times: pd.Series) -> list[int | None]:
 
 
 def check_frame(payloads: pd.Series, kafka_times: pd.Series, numbers: tuple[str, ...],
-                limits: Limits, event_times: pd.Series | None = None) -> pd.DataFrame:
-    """``_check`` over a batch: its payloads, Kafka record times and event times."""
+                limits: Limits, now_ms: float | None = None) -> pd.DataFrame:
+    """``_check`` over a batch of payloads and Kafka record times; ``now_ms``: the clock."""
     fields = ("reason", "Species", "Fish_Id", *numbers, "Timestamp")
     rows = []
-    kafka = _epoch_ms(kafka_times)
-    events = [None] * len(kafka) if event_times is None else _epoch_ms(event_times)
-    for payload, kafka_ms, event_ms in zip(payloads, kafka, events, strict=True):
-        checked = _check(payload, numbers, limits, kafka_ms, event_ms)
+    now_ms = time.time() * 1000 if now_ms is None else now_ms
+    for payload, kafka_ms in zip(payloads, _epoch_ms(kafka_times), strict=True):
+        checked = _check(payload, numbers, limits, kafka_ms, now_ms)
         evidence = _NO_EVIDENCE
         if checked["reason"] is not None:
             evidence = payload_evidence(_as_bytes(payload), limits.dead_letter_payload_chars)
@@ -288,7 +289,7 @@ _NO_EVIDENCE = (None, None, None)
 
 
 def parse_weight(limits: Limits = DEFAULT_LIMITS):
-    """The UDF ``parse_weight(payload BYTES, kafka_time, event_time TIMESTAMP_LTZ(3))``."""
-    return udf(lambda payload, kafka_time, event_time: check_frame(
-                   payload, kafka_time, WEIGHT_NUMBERS, limits, event_time),
+    """The UDF ``parse_weight(payload BYTES, kafka_time TIMESTAMP_LTZ(3))``."""
+    return udf(lambda payload, kafka_time: check_frame(payload, kafka_time, WEIGHT_NUMBERS,
+                                                       limits),
                result_type=row_type(WEIGHT_NUMBERS), func_type="pandas")
