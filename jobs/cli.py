@@ -295,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=_speed, default=1.0,
                    help="simulated seconds per wall second (0 = as fast as possible)")
     p.add_argument("--start-ms", type=int, default=None,
-                   help="event time of the first measurement, epoch ms (default: now)")
+                   help="event time of the first measurement, epoch ms (default: now; "
+                        "earlier with --speed above 1, so that the last record time is now)")
     _wire_option(p)
     p.set_defaults(func=cmd_simulate)
 

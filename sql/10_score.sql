@@ -37,7 +37,8 @@ FROM measurement_shaped;
 -- Clean: shaped and within the limits _check applies (the Timestamp within
 -- {max_skew_s} s of the Kafka record time, counted in whole seconds as there: less than
 -- {max_skew_s} + 1 s apart; compared as times, since TIMESTAMPDIFF(SECOND, ...) is an INT
--- that wraps at 2^31 s, so a Timestamp 2^32 s ahead would pass as 0 s apart).
+-- that wraps at 2^31 s, so a Timestamp 2^32 s ahead would pass as 0 s apart), and the
+-- record time not too far ahead of the job's clock (`fast_path_clock`, sql/params.py).
 CREATE TEMPORARY VIEW measurement_sorted AS
 SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload,
        Species, Fish_Id, Length, Height, `Timestamp`,
@@ -47,7 +48,8 @@ SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload,
                 AND Height > 0 AND Height <= {max_height}
                 AND `Timestamp` < 100000000000000
                 AND TO_TIMESTAMP_LTZ(`Timestamp`, 3) BETWEEN kafka_time - {max_skew_interval}
-                                                         AND kafka_time + {max_skew_interval},
+                                                         AND kafka_time + {max_skew_interval}
+                {fast_path_clock},
                 FALSE) AS clean
 FROM measurement_fields;
 

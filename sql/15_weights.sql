@@ -14,7 +14,8 @@ SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload,
                 AND Weight > 0 AND Weight <= {max_weight}
                 AND `Timestamp` < 100000000000000
                 AND TO_TIMESTAMP_LTZ(`Timestamp`, 3) BETWEEN kafka_time - {max_skew_interval}
-                                                         AND kafka_time + {max_skew_interval},
+                                                         AND kafka_time + {max_skew_interval}
+                {fast_path_clock},
                 FALSE) AS clean
 FROM (
     SELECT kafka_partition, kafka_offset, kafka_time, event_time, payload, shaped,

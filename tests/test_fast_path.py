@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 
@@ -23,7 +24,8 @@ from fishweight.udfs.validation import Limits, check_measurement, check_weight
 from tests.pipeline_helpers import Sent
 from tests.sql_harness import InMemoryConnectors
 
-T = 1_700_000_000_000  # Kafka record time of every record
+T = 1_700_000_000_000  # Kafka record time of every record but those AHEAD
+AHEAD = int(time.time() * 1000) + 86_400_000  # a day ahead of the job's clock
 
 
 def m(**fields) -> dict:
@@ -102,6 +104,8 @@ MEASUREMENTS = [
     (b"\xff" + dumps(m()), None),
     (b"", None),
     (b"null", None),
+    # Last: the in-memory source sorts by Kafka time (offsets follow this list's order).
+    (dumps(m(Timestamp=AHEAD)), None),  # its record time too: a day ahead of the clock
 ]
 WEIGHTS = [
     (dumps(w()), CANONICAL),
@@ -116,7 +120,13 @@ WEIGHTS = [
     (dumps(w(Timestamp=T + 3_601_000)), None),
     (dumps(w(Timestamp=T + 2**32 * 1000 + 5000)), None),
     (dumps(w(Species="salmon ")), None),
+    (dumps(w(Timestamp=AHEAD)), None),  # its record time too (last, as above)
 ]
+
+
+def kafka_ms(payload: bytes) -> int:
+    """Every record's Kafka time is T but for those whose Timestamp is AHEAD."""
+    return AHEAD if str(AHEAD).encode() in payload else T
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +136,8 @@ def outcomes(tmp_path_factory):
                              checkpoint_interval_s=0, validation="sql-fast-path")
     bootstrap_model(settings)
     connectors = InMemoryConnectors(
-        [Sent(p, T) for p, _ in MEASUREMENTS],
-        [Sent(p, T) for p, _ in WEIGHTS], state / "out")
+        [Sent(p, kafka_ms(p)) for p, _ in MEASUREMENTS],
+        [Sent(p, kafka_ms(p)) for p, _ in WEIGHTS], state / "out")
     t_env = build_pipeline(settings, connectors=connectors).t_env
     # One job: each record's outcome, and whether it took the fast path.
     rows = t_env.sql_query("""
@@ -159,7 +169,7 @@ def outcomes(tmp_path_factory):
 
 
 def _expected(check, payload, numbers, limits):
-    out = check(payload, limits, T)
+    out = check(payload, limits, kafka_ms(payload), time.time() * 1000)
     return (out["reason"], out["Species"], out["Fish_Id"],
             *[out[n] for n in numbers], *([None] if len(numbers) == 1 else []),
             out["Timestamp"])

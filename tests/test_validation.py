@@ -202,8 +202,15 @@ def test_a_record_time_far_ahead_of_the_jobs_clock_is_implausible():
     for behind_ms in (3_600_999, 0, -86_400_000):  # ahead by 1 h 0.999 s at most, or behind
         assert check_measurement(record, limits, ts, ts - behind_ms)["reason"] is None
     assert not ahead_of_clock(None, now, limits) and not ahead_of_clock(ts, None, limits)
-    # A malformed record keeps the reason its payload gives.
-    assert check_measurement(b"{", limits, ts, now)["reason"].startswith("not valid JSON")
+    # That reason comes first, whatever else is wrong (sql/20_join.sql keeps the record
+    # out of the join by it): a malformed payload, a bad field, a Timestamp off the
+    # record time.
+    for bad in (b"{", json.dumps({**GOOD_M, "Length": -1}),
+                json.dumps({**GOOD_M, "Timestamp": ts - 7_200_000})):
+        rejected = check_measurement(bad, limits, ts, now)
+        assert rejected["reason"].startswith(AHEAD_OF_CLOCK), bad
+        assert rejected["Fish_Id"] == (None if bad == b"{" else 7)
+    assert check_measurement(b"{", limits, ts, ts)["reason"].startswith("not valid JSON")
     # In a batch, against the clock by default.
     future = time.time() * 1000 + 3_700_000
     times = pd.Series(pd.to_datetime([ts, future], unit="ms", utc=True))

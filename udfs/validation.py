@@ -98,21 +98,23 @@ def _check(payload: bytes | str | None, numbers: tuple[str, ...], limits: Limits
     ``kafka_ms`` is the Kafka record time: a Timestamp further than
     ``max_clock_skew_s`` from it is implausible (whole seconds, as the event-time
     expression in ``sql/event_time.sql`` counts them). ``now_ms``: the job's clock; a
-    record time too far ahead of it is also implausible (``ahead_of_clock``).
+    record time too far ahead of it is also implausible (``ahead_of_clock``), and that
+    reason comes first, whatever else is wrong with the record: sql/20_join.sql keeps
+    such a measurement out of the join by it (its event time would keep it in the state).
     """
     out = _empty(numbers)
     try:
         checked = _check_fields(_as_bytes(payload), numbers, limits, out, kafka_ms)
-        if checked["reason"] is not None:
-            return checked
         reason = None
-        if kafka_ms is not None and (abs(checked["Timestamp"] - kafka_ms) // 1000
-                                     > limits.max_clock_skew_s):
-            reason = (f"implausible Timestamp: more than {limits.max_clock_skew_s:g} s from "
-                      "the Kafka record time")
-        elif ahead_of_clock(kafka_ms, now_ms, limits):
+        if ahead_of_clock(kafka_ms, now_ms, limits):
             reason = (f"{AHEAD_OF_CLOCK} {limits.max_clock_skew_s:g} s ahead of the job's "
                       "clock on arrival")
+        elif checked["reason"] is not None:
+            return checked
+        elif kafka_ms is not None and (abs(checked["Timestamp"] - kafka_ms) // 1000
+                                       > limits.max_clock_skew_s):
+            reason = (f"implausible Timestamp: more than {limits.max_clock_skew_s:g} s from "
+                      "the Kafka record time")
         if reason is not None:
             rejected = _empty(numbers)
             rejected["Fish_Id"] = checked["Fish_Id"]
