@@ -237,10 +237,23 @@ def test_the_jobs_prometheus_metrics_match_its_outputs(run):
         lean = _one(group, f"species.{species}.biasLeanPpm")
         assert min(signed) * 1e6 - 1 <= lean <= max(signed) * 1e6 + 1, (lean, signed)
     # The model knows salmon: none of the last five is over the threshold, and they lean
-    # by the noise only; the salmon model predicts walleye far off.
+    # by the noise only; the salmon model predicts walleye far off. The lean is that of
+    # the serving version's records (the rule's key): the trainer may promote a model of
+    # walleye while the backlog's last walleye are still to be predicted, and then the
+    # gauge shows the new version's lean, which is small.
     assert _one(group, "species.salmon.changeErrorsOver") == 0
     assert abs(_one(group, "species.salmon.biasLeanPpm")) < 30_000
-    assert abs(_one(group, "species.walleye.biasLeanPpm")) > 150_000
+    walleye: dict[int, list[float]] = {}
+    for d in diffs:
+        if d["Species"] == "walleye":
+            walleye.setdefault(d["ModelVersion"], []).append(
+                (d["PredictedWeight"] - d["ActualWeight"]) / d["ActualWeight"])
+    assert min(walleye[1]) > 0.15, walleye[1]
+    lean = _one(group, "species.walleye.biasLeanPpm")
+    assert any(min(v) * 1e6 - 1 <= lean <= max(v) * 1e6 + 1 for v in walleye.values()), (
+        lean, walleye)
+    if set(walleye) == {1}:
+        assert lean > 150_000
 
     unmatched = {(u["Kind"], u["Fish_Id"]): u["Reason"] for u in t["unmatched"]}
     assert len(unmatched) == len(t["unmatched"]) == 4, t["unmatched"]
